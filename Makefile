@@ -1,0 +1,49 @@
+# gpupod-operator. The README's two commands come first: `make run` and `make test`.
+SHELL := /bin/bash
+PY      := .venv/bin/python
+VENV_OK := .venv/.installed
+# Binaries are built once per machine and cached outside the repository.
+export GPUPOD_CACHE ?= $(HOME)/.cache/gpupod-operator
+export GPUPOD_K8S_BIN_DIR ?= $(GPUPOD_CACHE)/bin/current
+
+.PHONY: run test lint unit e2e dev-up dev-down bench control-plane helm clean
+
+run: $(VENV_OK) control-plane
+	$(PY) -m gpupod_operator.devenv run
+
+test: lint unit e2e
+
+lint: $(VENV_OK)
+	.venv/bin/ruff check operator tests hack bench
+	.venv/bin/ruff format --check operator tests hack bench
+	.venv/bin/mypy
+
+unit: $(VENV_OK)
+	.venv/bin/pytest -q tests/unit
+
+e2e: $(VENV_OK) control-plane helm
+	.venv/bin/pytest -q tests/e2e
+
+dev-up: $(VENV_OK) control-plane
+	$(PY) -m gpupod_operator.devenv up
+
+dev-down: $(VENV_OK)
+	$(PY) -m gpupod_operator.devenv down
+
+bench: $(VENV_OK) control-plane
+	$(PY) -m bench $(if $(N),--n $(N),)
+
+control-plane:
+	@bash hack/build-control-plane.sh >/dev/null
+
+helm:
+	@bash hack/build-helm.sh >/dev/null
+
+$(VENV_OK): pyproject.toml
+	test -x .venv/bin/python || python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf .venv .dev bench-results .mypy_cache .ruff_cache .pytest_cache

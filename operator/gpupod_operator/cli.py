@@ -1,0 +1,118 @@
+"""`gpupod-operator run` (the controller) and `gpupod-operator simulator` (a local Yotta API)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from gpupod_operator import __version__
+from gpupod_operator.config import ConfigError, OperatorConfig
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from gpupod_operator.controller import handlers
+    from gpupod_operator.controller.metrics import Metrics
+
+    if not args.all_namespaces and not args.namespace:
+        print("gpupod-operator run: give -A (all namespaces) or -n NAMESPACE", file=sys.stderr)
+        return 2
+    try:
+        config = OperatorConfig.from_env(
+            sync_interval=args.sync_interval,
+            fast_sync_interval=args.fast_sync_interval,
+            qps=args.qps,
+            burst=args.burst,
+            metrics_port=args.metrics_port,
+        )
+    except ConfigError as e:
+        print(f"gpupod-operator run: {e}", file=sys.stderr)
+        return 2
+    level = getattr(logging, args.log_level.upper())
+    kopf.configure(
+        debug=level <= logging.DEBUG, verbose=level <= logging.INFO, quiet=level >= logging.WARNING
+    )
+    logging.getLogger().setLevel(level)
+    # httpx logs every request URL at INFO; ours are logged by the client without secrets.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+    metrics = Metrics()
+    if config.metrics_port:
+        metrics.serve(config.metrics_port, args.metrics_addr)
+    handlers.CONFIG, handlers.METRICS = config, metrics
+    asyncio.run(
+        kopf.operator(
+            standalone=True,  # one replica, Recreate strategy: no peering objects needed
+            clusterwide=args.all_namespaces,
+            namespaces=args.namespace or (),
+            liveness_endpoint=args.liveness,
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gpupod_operator.simulator import cli as simulator_cli
+
+    parser = argparse.ArgumentParser(prog="gpupod-operator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run the controller",
+        description="Run the GpuPod controller. Needs YOTTA_API_KEY (or YOTTA_API_KEY_FILE); "
+        "YOTTA_API_URL defaults to https://api.yottalabs.ai.",
+    )
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    run.add_argument(
+        "--liveness", help="serve liveness at this URL, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    run.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
+    run.add_argument(
+        "--sync-interval",
+        type=float,
+        default=30.0,
+        help="seconds between bulk status polls while nothing changes (default 30)",
+    )
+    run.add_argument(
+        "--fast-sync-interval",
+        type=float,
+        default=2.0,
+        help="seconds between polls while a GpuPod is changing state (default 2)",
+    )
+    run.add_argument("--qps", type=float, default=20.0, help="Yotta API requests per second (20)")
+    run.add_argument("--burst", type=int, default=40, help="Yotta API request burst (40)")
+    run.add_argument(
+        "--log-level",
+        default=os.environ.get("GPUPOD_LOG_LEVEL", "INFO").upper(),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (default INFO, or $GPUPOD_LOG_LEVEL)",
+    )
+    run.set_defaults(func=_run)
+
+    sim = sub.add_parser("simulator", help="serve a local Yotta Pods API v2 for tests and demos")
+    simulator_cli.add_arguments(sim)
+    sim.set_defaults(func=simulator_cli.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

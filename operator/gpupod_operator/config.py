@@ -1,0 +1,55 @@
+"""Operator settings from the environment and the command line. The API key is a SecretStr."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+
+DEFAULT_API_URL = "https://api.yottalabs.ai"
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    api_url: str
+    api_key: SecretStr = field(repr=False)
+    sync_interval: float = 30.0  # seconds between bulk polls when nothing is changing
+    fast_sync_interval: float = 2.0  # ... while any GpuPod is in a transitional phase
+    qps: float = 20.0  # client-side rate limit toward the Yotta API
+    burst: int = 40
+    request_timeout: float = 15.0
+    metrics_port: int | None = None
+
+    @staticmethod
+    def api_key_from(env: Mapping[str, str]) -> SecretStr:
+        """YOTTA_API_KEY, or the contents of YOTTA_API_KEY_FILE (a mounted Secret)."""
+        key = env.get("YOTTA_API_KEY", "").strip()
+        path = env.get("YOTTA_API_KEY_FILE", "").strip()
+        if not key and path:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    key = f.read().strip()
+            except OSError as e:
+                raise ConfigError(f"cannot read YOTTA_API_KEY_FILE {path}: {e.strerror}") from None
+        if not key:
+            raise ConfigError(
+                "no Yotta API key: set YOTTA_API_KEY or YOTTA_API_KEY_FILE "
+                "(the Helm chart mounts it from a Secret)"
+            )
+        return SecretStr(key)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> OperatorConfig:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {
+            "api_url": env.get("YOTTA_API_URL", "").strip() or DEFAULT_API_URL,
+            "api_key": cls.api_key_from(env),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

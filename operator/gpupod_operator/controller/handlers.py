@@ -1,0 +1,127 @@
+"""kopf wiring only: each handler hands the object to `reconciler` or the `registry`.
+
+Resources are always group-qualified (kopf would otherwise scan every API group at startup).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from gpupod_operator.config import OperatorConfig
+from gpupod_operator.controller import reconciler
+from gpupod_operator.controller.events import EventRecorder
+from gpupod_operator.controller.kube import GROUP, PLURAL, VERSION, KubeApi, login
+from gpupod_operator.controller.metrics import Metrics
+from gpupod_operator.controller.poller import Poller
+from gpupod_operator.controller.registry import Registry
+from gpupod_operator.controller.runtime import Runtime
+from gpupod_operator.yotta import YottaClient
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+PREFIX = GROUP  # our finalizer, progress and diffbase annotations: gpupod.dev/...
+log = logging.getLogger(__name__)
+
+# Set by the CLI before kopf starts (kopf handlers cannot take constructor arguments).
+CONFIG: OperatorConfig | None = None
+METRICS: Metrics | None = None
+
+
+@kopf.on.login()
+def login_handler(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    # The same identity for kopf and for our own client (kube.KubeApi), whatever is installed.
+    return login(settings)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    assert CONFIG is not None, "the CLI sets handlers.CONFIG before starting kopf"
+    config, metrics = CONFIG, METRICS or Metrics()
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.networking.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 310
+    settings.execution.default_backoff = 10
+    settings.queueing.worker_limit = None
+
+    yotta = YottaClient(
+        config.api_url,
+        config.api_key.get_secret_value(),
+        timeout=config.request_timeout,
+        qps=config.qps,
+        burst=config.burst,
+        observer=metrics.observe_call,
+    )
+    kube = KubeApi(settings)
+    events = EventRecorder(kube)
+    registry = Registry()
+    poller = Poller(
+        yotta,
+        kube,
+        events,
+        registry,
+        metrics,
+        interval=config.sync_interval,
+        fast_interval=config.fast_sync_interval,
+    )
+    memo.runtime = Runtime(config, yotta, kube, events, registry, poller, metrics)
+    memo.poller_task = asyncio.create_task(poller.run(), name="gpupod-poller")
+    log.info("gpupod-operator started against %s", config.api_url)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("poller_task")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    rt: Runtime | None = memo.get("runtime")
+    if rt is not None:
+        await rt.yotta.aclose()
+        await rt.kube.aclose()
+
+
+@kopf.on.event(*RESOURCE)
+async def track(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Keep the poller's index current from the watch stream (no API calls)."""
+    rt: Runtime = memo.runtime
+    body = event["object"]
+    if event["type"] == "DELETED":
+        rt.registry.remove(body["metadata"]["namespace"], body["metadata"]["name"])
+    else:
+        rt.registry.upsert(body)
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE)
+async def reconcile(
+    body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any
+) -> None:
+    await reconciler.reconcile(memo.runtime, body, patch, retry)
+
+
+@kopf.on.delete(*RESOURCE)
+async def finalize(
+    body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any
+) -> None:
+    await reconciler.finalize(memo.runtime, body, patch, retry)
+
+
+@kopf.on.probe(id="remote")
+def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """Liveness shows the poller's state; it never calls the provider (an outage must not
+    restart-loop the operator)."""
+    rt: Runtime | None = memo.get("runtime")
+    if rt is None:
+        return {}
+    return {"lastSuccessfulPoll": rt.poller.last_success, "failedPolls": rt.poller.failures}

@@ -1,0 +1,72 @@
+"""Prometheus metrics, served on their own port (`--metrics-port`) at /metrics."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable
+from decimal import Decimal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import REGISTRY
+
+from gpupod_operator.domain.status import Phase
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.remote_calls = Counter(
+            "gpupod_remote_calls",
+            "Calls to the Yotta API by operation and result",
+            ["operation", "result"],
+            registry=registry,
+        )
+        self.reconcile_errors = Counter(
+            "gpupod_reconcile_errors",
+            "Reconcile attempts that ended in an error, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.pods = Gauge("gpupod_pods", "GpuPods by phase", ["phase"], registry=registry)
+        self.gpus_in_use = Gauge(
+            "gpupod_gpus_in_use",
+            "GPUs of live remote pods by GPU type",
+            ["gpu_type"],
+            registry=registry,
+        )
+        self.price_per_hour = Gauge(
+            "gpupod_price_per_hour_total",
+            "Sum of pricePerHour over all live remote pods (USD)",
+            registry=registry,
+        )
+        self.remote_up = Gauge(
+            "gpupod_remote_up", "1 when the last Yotta API poll succeeded", registry=registry
+        )
+        self.last_poll = Gauge(
+            "gpupod_last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful bulk poll",
+            registry=registry,
+        )
+        self.status_patches = Counter(
+            "gpupod_status_patches", "Status patches written by the poller", registry=registry
+        )
+
+    def observe_call(self, operation: str, result: str) -> None:
+        self.remote_calls.labels(operation, result).inc()
+
+    def set_inventory(
+        self, phases: Iterable[str], gpus: Iterable[tuple[str, int]], prices: Iterable[str]
+    ) -> None:
+        by_phase = Tally(phases)
+        for phase in Phase:
+            self.pods.labels(phase.value).set(by_phase.get(phase.value, 0))
+        self.gpus_in_use.clear()  # types no longer in use must drop to nothing
+        by_type: Tally[str] = Tally()
+        for gpu_type, count in gpus:
+            by_type[gpu_type] += count
+        for gpu_type, count in by_type.items():
+            self.gpus_in_use.labels(gpu_type).set(count)
+        self.price_per_hour.set(float(sum((Decimal(p) for p in prices), Decimal(0))))
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        start_http_server(port, addr=addr, registry=self.registry)

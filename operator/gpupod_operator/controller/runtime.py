@@ -1,0 +1,24 @@
+"""Everything a handler needs, created once at startup and kept in kopf's memo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpupod_operator.config import OperatorConfig
+from gpupod_operator.controller.events import EventRecorder
+from gpupod_operator.controller.kube import KubeApi
+from gpupod_operator.controller.metrics import Metrics
+from gpupod_operator.controller.poller import Poller
+from gpupod_operator.controller.registry import Registry
+from gpupod_operator.yotta import YottaClient
+
+
+@dataclass
+class Runtime:
+    config: OperatorConfig
+    yotta: YottaClient
+    kube: KubeApi
+    events: EventRecorder
+    registry: Registry
+    poller: Poller
+    metrics: Metrics

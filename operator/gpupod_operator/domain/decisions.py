@@ -1,0 +1,259 @@
+"""What to do next, decided from three inputs and nothing else.
+
+- Desired:  what the GpuPod spec asks for.
+- Recorded: what our status says we did (pod ID, the create marker, the spec hash).
+- Observed: what the API says now (the pod by ID, or the pods carrying our name).
+
+Each call returns ONE action; the controller performs it, records the result and asks again,
+until the answer is Done, Wait or Stop. Keeping every branch here makes the crash-safety rules
+testable without a cluster or an API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from gpupod_operator.domain.spec import DeletionPolicy, UpdatePolicy
+from gpupod_operator.yotta import Pod, PodStatus
+
+# A pod whose create answer was lost may show up in a list a little later; before releasing a
+# deleted GpuPod whose create is in doubt, look again once this long has passed since the POST.
+CREATE_SETTLE = dt.timedelta(seconds=10)
+WAIT_TRANSITION = 2.0  # seconds between looks while the remote pod changes state
+
+LIVE = frozenset({PodStatus.INITIALIZE, PodStatus.RUNNING, PodStatus.PAUSING, PodStatus.PAUSED})
+
+
+@dataclass(frozen=True)
+class Desired:
+    spec_hash: str
+    paused: bool = False
+    update_policy: UpdatePolicy = UpdatePolicy.REJECT
+    deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
+
+
+@dataclass(frozen=True)
+class Recorded:
+    remote_name: str
+    pod_id: str | None = None
+    pending_since: dt.datetime | None = None  # the create marker: a POST may have happened
+    spec_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The pod by ID as the API reports it; `pod=None` means the API does not know it."""
+
+    pod: Pod | None
+
+
+@dataclass(frozen=True)
+class NameLookup:
+    """Pods the API lists under our remote name, and when the list was taken."""
+
+    pods: list[Pod]
+    taken_at: dt.datetime
+
+    def live(self) -> list[Pod]:
+        """Candidates for adoption: not terminated (a FAILED pod is ours too: show it)."""
+        keep = [
+            p for p in self.pods if p.status not in (PodStatus.TERMINATED, PodStatus.TERMINATING)
+        ]
+        return sorted(keep, key=lambda p: (p.createdAt or 0, p.id))
+
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Observe:
+    """Read the pod by ID."""
+
+
+@dataclass(frozen=True)
+class LookUp:
+    """List the pods and find ours by name: a create may have happened that we never heard of."""
+
+
+@dataclass(frozen=True)
+class Create:
+    """Write the create marker, then POST. Only when no pod of ours can exist."""
+
+
+@dataclass(frozen=True)
+class Adopt:
+    pod: Pod
+    duplicates: list[Pod] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Pause:
+    pod_id: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    pod_id: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    pod_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Forget:
+    """The old pod is gone (Recreate): clear the ID so the next step creates the new one."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    reason: str
+    message: str
+    delay: float = WAIT_TRANSITION
+
+
+@dataclass(frozen=True)
+class Done:
+    """In sync with the spec; nothing to do until something changes."""
+
+    pod: Pod
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Nothing the operator may do fixes this; report it and wait for the user."""
+
+    reason: str
+    message: str
+    phase: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """Deletion may complete: remove the finalizer."""
+
+    reason: str
+    message: str
+
+
+Action = (
+    Observe
+    | LookUp
+    | Create
+    | Adopt
+    | Pause
+    | Resume
+    | Delete
+    | Forget
+    | Wait
+    | Done
+    | Stop
+    | Release
+)
+
+
+def _adopt_or_none(lookup: NameLookup) -> Adopt | None:
+    live = lookup.live()
+    if not live:
+        return None
+    return Adopt(pod=live[0], duplicates=live[1:])
+
+
+def reconcile(
+    desired: Desired,
+    recorded: Recorded,
+    observed: Observed | None = None,
+    lookup: NameLookup | None = None,
+) -> Action:
+    """The next step toward the spec for a GpuPod that is not being deleted."""
+    if recorded.pod_id is None:
+        if recorded.pending_since is not None:
+            if lookup is None:
+                return LookUp()
+            adopt = _adopt_or_none(lookup)
+            if adopt is not None:
+                return adopt
+        return Create()
+
+    if observed is None:
+        return Observe()
+    pod = observed.pod
+    wants_new_spec = recorded.spec_hash is not None and recorded.spec_hash != desired.spec_hash
+    recreate = wants_new_spec and desired.update_policy == UpdatePolicy.RECREATE
+
+    if pod is None or pod.status == PodStatus.TERMINATED:
+        if recreate:
+            return Forget()
+        if pod is None:
+            return Stop("RemotePodLost", f"remote pod {recorded.pod_id} no longer exists", "Lost")
+        return Stop(
+            "RemotePodTerminated",
+            f"remote pod {recorded.pod_id} was terminated outside this GpuPod; "
+            "delete the GpuPod (and re-apply it) to get a new one",
+            "Terminated",
+        )
+    if recreate:
+        if pod.status == PodStatus.TERMINATING:
+            return Wait("Recreating", f"waiting for remote pod {pod.id} to terminate")
+        return Delete(pod.id, reason="the spec changed and updatePolicy is Recreate")
+    if wants_new_spec:
+        return Stop(
+            "UpdateRejected",
+            "the spec changed but the Yotta API cannot update a pod: set "
+            "spec.updatePolicy: Recreate to replace it, or revert the change",
+            "",
+        )
+    if pod.status == PodStatus.FAILED:
+        return Stop("RemotePodFailed", f"remote pod {pod.id} FAILED at the provider", "Failed")
+    if pod.status == PodStatus.TERMINATING:
+        return Stop("RemotePodTerminating", f"remote pod {pod.id} is terminating", "Terminating")
+
+    if desired.paused:
+        if pod.status == PodStatus.RUNNING:
+            return Pause(pod.id)
+        if pod.status == PodStatus.INITIALIZE:
+            return Wait("WaitingToPause", f"remote pod {pod.id} must be RUNNING before a pause")
+    else:
+        if pod.status == PodStatus.PAUSED:
+            return Resume(pod.id)
+        if pod.status == PodStatus.PAUSING:
+            return Wait("WaitingToResume", f"remote pod {pod.id} must be PAUSED before a resume")
+    return Done(pod)
+
+
+def finalize(
+    desired: Desired,
+    recorded: Recorded,
+    now: dt.datetime,
+    observed: Observed | None = None,
+    lookup: NameLookup | None = None,
+) -> Action:
+    """The next step for a GpuPod being deleted; Release ends it (the finalizer goes)."""
+    if desired.deletion_policy == DeletionPolicy.ORPHAN:
+        what = f"remote pod {recorded.pod_id}" if recorded.pod_id else "no remote pod"
+        return Release("Orphaned", f"deletionPolicy is Orphan: {what} left running")
+
+    pod_id = recorded.pod_id
+    if pod_id is None:
+        if recorded.pending_since is None:
+            return Release("NeverCreated", "no remote pod was ever created")
+        if lookup is None:
+            return LookUp()
+        adopt = _adopt_or_none(lookup)
+        if adopt is None:
+            if lookup.taken_at >= recorded.pending_since + CREATE_SETTLE:
+                return Release("NeverCreated", "no remote pod carries this GpuPod's name")
+            return Wait("CheckingCreate", "making sure an unconfirmed create left no pod", 2.0)
+        return Adopt(pod=adopt.pod, duplicates=adopt.duplicates)
+
+    if observed is None:
+        return Observe()
+    pod = observed.pod
+    if pod is None or pod.status == PodStatus.TERMINATED:
+        return Release("Deleted", f"remote pod {pod_id} is gone")
+    if pod.status == PodStatus.TERMINATING:
+        return Wait("Terminating", f"waiting for remote pod {pod_id} to terminate", 1.0)
+    return Delete(pod_id, reason="the GpuPod is being deleted")

@@ -1,0 +1,226 @@
+"""GpuPod spec -> create request, remote pod -> status, and their helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from gpupod_operator.domain import status as st
+from gpupod_operator.domain.spec import (
+    GpuPodSpec,
+    build_create_request,
+    remote_name,
+    spec_hash,
+)
+from gpupod_operator.yotta import Pod
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+FULL_SPEC: dict[str, Any] = {
+    "image": "vllm/vllm-openai:latest",
+    "imageRegistry": "https://index.docker.io/v1/",
+    "imagePublicType": "PUBLIC",
+    "resourceType": "GPU",
+    "gpuType": "NVIDIA_RTX_4090_24G",
+    "gpuCount": 2,
+    "regions": ["us-west-1", "us-east-1"],
+    "containerVolumeInGb": 100,
+    "persistentVolumeInGb": 50,
+    "persistentMountPath": "/data",
+    "shmInGb": 8,
+    "initializationCommand": "echo hi",
+    "expose": [{"port": 8000, "protocol": "HTTP"}, {"port": 22, "protocol": "SSH"}],
+    "persistentVolumes": [{"volumeId": 12, "mountPath": "/models", "needBackup": True}],
+    "env": [
+        {"name": "PLAIN", "value": "v"},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}},
+        {
+            "name": "MAYBE",
+            "valueFrom": {"secretKeyRef": {"name": "s", "key": "nope", "optional": True}},
+        },
+    ],
+    "paused": False,
+    "deletionPolicy": "Delete",
+    "updatePolicy": "Reject",
+}
+
+
+def test_create_request_carries_every_field_and_secret_values() -> None:
+    spec = GpuPodSpec.parse(FULL_SPEC)
+    req = build_create_request(spec, "ns-gp-abc", {("s", "token"): "s3cr3t"})
+    body = req.to_body()
+    assert body["name"] == "ns-gp-abc"
+    assert body["gpuType"] == "NVIDIA_RTX_4090_24G" and body["gpuCount"] == 2
+    assert body["regions"] == ["us-east-1", "us-west-1"]
+    assert body["expose"] == [{"port": 8000, "protocol": "HTTP"}, {"port": 22, "protocol": "SSH"}]
+    assert body["persistentVolumes"] == [
+        {"volumeId": 12, "mountPath": "/models", "needBackup": True}
+    ]
+    assert body["environmentVars"] == [
+        {"key": "PLAIN", "value": "v"},
+        {"key": "TOKEN", "value": "s3cr3t"},
+    ]
+    for key in ("paused", "deletionPolicy", "updatePolicy", "env"):
+        assert key not in body
+    assert "s3cr3t" not in repr(req)
+
+
+def test_spec_hash_ignores_operator_fields_and_order_but_not_create_fields() -> None:
+    base = GpuPodSpec.parse(FULL_SPEC)
+    flipped = GpuPodSpec.parse(
+        {
+            **FULL_SPEC,
+            "paused": True,
+            "deletionPolicy": "Orphan",
+            "updatePolicy": "Recreate",
+            "regions": ["us-east-1", "us-west-1"],
+        }
+    )
+    assert spec_hash(base) == spec_hash(flipped)
+    assert spec_hash(base) != spec_hash(GpuPodSpec.parse({**FULL_SPEC, "gpuCount": 4}))
+    assert spec_hash(base) != spec_hash(GpuPodSpec.parse({**FULL_SPEC, "image": "other"}))
+
+
+def test_remote_name_is_deterministic_unique_per_uid_and_fits_255() -> None:
+    uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert remote_name("team-a", "train", uid) == "team-a-train-0f1e2d3c"
+    long = remote_name("n" * 63, "x" * 253, uid)
+    assert len(long) == 255 and long.endswith("-0f1e2d3c")
+    assert remote_name("a", "b", uid) != remote_name("a", "b", "ffffffff-0000")
+
+
+def running_pod(**extra: Any) -> Pod:
+    return Pod.model_validate(
+        {
+            "id": 420522713875330018,
+            "name": "n",
+            "status": "RUNNING",
+            "region": "us-east-1",
+            "sshCmd": "ssh root@1.2.3.4 -p 10022",
+            "singleCardPrice": "0.65",
+            "gpuCount": 2,
+            "createdAt": 1764244800000,
+            "expose": [
+                {
+                    "port": 8000,
+                    "protocol": "HTTP",
+                    "host": "1.2.3.4",
+                    "proxyPort": 30001,
+                    "healthy": True,
+                    "ingressUrl": "https://p-8000.example",
+                },
+                {
+                    "port": 22,
+                    "protocol": "SSH",
+                    "host": "1.2.3.4",
+                    "proxyPort": 30002,
+                    "healthy": False,
+                },
+            ],
+            "environmentVars": [{"key": "TOKEN", "value": "s3cr3t"}],
+            **extra,
+        }
+    )
+
+
+def test_running_pod_maps_to_status() -> None:
+    out = st.observed_status(running_pod(), gpu_count=2)
+    assert out["phase"] == "Running" and out["remoteStatus"] == "RUNNING"
+    assert out["pricePerHour"] == "1.30"
+    assert out["region"] == "us-east-1"
+    assert out["sshCommand"] == "ssh root@1.2.3.4 -p 10022"
+    assert out["createdAt"] == "2025-11-27T12:00:00Z"
+    assert out["endpoints"] == [
+        {
+            "port": 8000,
+            "protocol": "HTTP",
+            "host": "1.2.3.4",
+            "proxyPort": 30001,
+            "url": "https://p-8000.example",
+            "healthy": True,
+        },
+        {
+            "port": 22,
+            "protocol": "SSH",
+            "host": "1.2.3.4",
+            "proxyPort": 30002,
+            "url": "1.2.3.4:30002",
+            "healthy": False,
+        },
+    ]
+    assert "s3cr3t" not in repr(out)
+
+
+@pytest.mark.parametrize(
+    ("remote", "phase"),
+    [
+        ("INITIALIZE", "Initializing"),
+        ("PAUSING", "Pausing"),
+        ("PAUSED", "Paused"),
+        ("TERMINATING", "Terminating"),
+        ("TERMINATED", "Terminated"),
+        ("FAILED", "Failed"),
+        ("STOPPED", "Paused"),
+        ("INITIALIZING", "Initializing"),
+        (3, "Paused"),
+    ],
+)
+def test_every_remote_status_has_a_phase(remote: Any, phase: str) -> None:
+    assert st.observed_status(running_pod(status=remote), 1)["phase"] == phase
+
+
+def test_unknown_remote_status_leaves_phase_alone() -> None:
+    assert st.observed_status(running_pod(status="WEIRD"), 1)["phase"] is None
+
+
+def test_missing_pod_is_lost_and_clears_endpoints() -> None:
+    out = st.observed_status(None, 1)
+    assert out["phase"] == "Lost" and out["endpoints"] is None and out["sshCommand"] is None
+
+
+def test_price_as_number_and_absent() -> None:
+    assert st.price_per_hour(running_pod(singleCardPrice=2.5, gpuCount=None), 4) == "10.00"
+    assert st.price_per_hour(running_pod(singleCardPrice=None), 4) is None
+
+
+def test_condition_keeps_transition_time_until_status_flips() -> None:
+    first = st.ready_condition("Running", NOW, None)
+    later = NOW + dt.timedelta(hours=1)
+    again = st.ready_condition("Running", later, [first])
+    assert again["lastTransitionTime"] == first["lastTransitionTime"]
+    flipped = st.ready_condition("Paused", later, [first])
+    assert flipped["status"] == "False" and flipped["lastTransitionTime"] == st.now_iso(later)
+
+
+def test_merge_conditions_replaces_by_type_in_stable_order() -> None:
+    synced = st.condition(st.SYNCED, True, "Reconciled", "ok", 3, NOW, None)
+    ready = st.ready_condition("Running", NOW, None)
+    merged = st.merge_conditions([synced], ready)
+    assert [c["type"] for c in merged] == ["Ready", "Synced"]
+
+
+def test_status_changed_ignores_sync_time_and_transition_times() -> None:
+    current = {"phase": "Running", "conditions": [st.ready_condition("Running", NOW, None)]}
+    same = {
+        "phase": "Running",
+        "lastSyncTime": "x",
+        "conditions": [st.ready_condition("Running", NOW + dt.timedelta(1), None)],
+    }
+    assert not st.status_changed(current, same)
+    assert st.status_changed(current, {"phase": "Paused"})
+    assert st.status_changed(current, {"endpoints": None, "phase": "Running"}) is False
+    assert st.status_changed({"endpoints": [1]}, {"endpoints": None})
+
+
+def test_spec_hash_ignores_reordering_of_set_and_map_lists() -> None:
+    spec = GpuPodSpec.parse(FULL_SPEC)
+    reordered = GpuPodSpec.parse(
+        {
+            **FULL_SPEC,
+            "env": list(reversed(FULL_SPEC["env"])),
+            "expose": list(reversed(FULL_SPEC["expose"])),
+        }
+    )
+    assert spec_hash(spec) == spec_hash(reordered)
