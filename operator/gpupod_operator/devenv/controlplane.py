@@ -1,0 +1,559 @@
+"""A real kube-apiserver + etcd on loopback, the way controller-runtime's envtest runs them.
+
+No kubelet, scheduler or kube-controller-manager: everything the API server does by itself works
+(CRDs and their validation, CEL, the status subresource, finalizers, watches, RBAC, TokenRequest);
+nothing a controller would do happens (namespaces stay Terminating, no garbage collection, no
+default ServiceAccount).
+
+Usable from pytest (``with ControlPlane(tmp) as cp: ...``) and from ``make dev-up``: every child
+runs in its own session, so it outlives the Python process that started it; :meth:`state` /
+:meth:`attach` carry it to the next process (``make dev-down``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import yaml
+
+from .certs import CertificateAuthority, rsa_private_key_pem, write_private
+from .kubeconfig import read_kubeconfig, write_kubeconfig
+from .paths import control_plane_bin_dir, kubectl_path, require_control_plane_binaries
+from .process import ManagedProcess, ProcessExitedError, ProcessRecord, free_port
+
+__all__ = ["ApiError", "ControlPlane", "KubectlError"]
+
+ADMIN_USER = "gpupod-dev-admin"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+CRD_API = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+_PORT_RACE_MARKERS = ("address already in use", "bind: address")
+
+
+class ApiError(RuntimeError):
+    """A non-2xx answer from kube-apiserver; ``body`` is the decoded ``Status`` if there is one."""
+
+    def __init__(self, method: str, path: str, status: int, body: Any) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.body = body
+        if isinstance(body, dict):
+            self.reason = str(body.get("reason", ""))
+            self.message = str(body.get("message", body))
+        else:
+            self.reason = ""
+            self.message = str(body)
+        super().__init__(f"{method} {path} -> {status} {self.reason}: {self.message}")
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """kubectl exited non-zero; the message includes its stderr."""
+
+    def __str__(self) -> str:
+        stderr = self.stderr.strip() if isinstance(self.stderr, str) else ""
+        return f"{' '.join(map(str, self.cmd))} exited with {self.returncode}: {stderr}"
+
+
+class ControlPlane:
+    """etcd + kube-apiserver with RBAC, a static admin token and service-account tokens.
+
+    Files under ``run_dir``: ``pki/`` (certificates, keys, ``tokens.csv``), ``etcd-data/``,
+    ``admin.kubeconfig``; logs under ``log_dir`` (default ``run_dir/logs``). Without ``run_dir``
+    a temporary directory is used and removed by :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path | None = None,
+        *,
+        bin_dir: Path | None = None,
+        log_dir: Path | None = None,
+        start_timeout: float = 90.0,
+        extra_apiserver_args: Sequence[str] = (),
+        stop_grace: float = 15.0,
+    ) -> None:
+        self._owns_run_dir = run_dir is None
+        self.run_dir = (
+            Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="gpupod-cp-"))
+        )
+        self.bin_dir = bin_dir if bin_dir is not None else control_plane_bin_dir()
+        self.log_dir = Path(log_dir) if log_dir is not None else self.run_dir / "logs"
+        self.start_timeout = start_timeout
+        self.extra_apiserver_args = list(extra_apiserver_args)
+        self.stop_grace = stop_grace
+        self.pki_dir = self.run_dir / "pki"
+        self.etcd_data_dir = self.run_dir / "etcd-data"
+        self.ca_path = self.pki_dir / "serving-ca.crt"
+        self.admin_kubeconfig = self.run_dir / "admin.kubeconfig"
+        self.server = ""
+        self.etcd_url = ""
+        self.etcd: ManagedProcess | None = None
+        self.apiserver: ManagedProcess | None = None
+        self._admin_token = ""
+        self._ssl: ssl.SSLContext | None = None
+        self._client_ca_cache: CertificateAuthority | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<ControlPlane {self.server or '(not started)'} {state} run_dir={self.run_dir}>"
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return all(p is not None and p.running for p in (self.etcd, self.apiserver))
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        """The children in start order (etcd first)."""
+        return [p for p in (self.etcd, self.apiserver) if p is not None]
+
+    @property
+    def admin_token(self) -> str:
+        return self._admin_token
+
+    def start(self) -> Self:
+        """Start etcd, then kube-apiserver; return when ``/readyz`` is ok and ``default`` exists.
+
+        On any failure (including Ctrl-C) everything started so far is stopped before the
+        exception propagates.
+        """
+        require_control_plane_binaries(self.bin_dir)
+        try:
+            self._write_pki()
+            attempts = 3
+            for attempt in range(1, attempts + 1):
+                try:
+                    self._start_etcd()
+                    self._start_apiserver()
+                    break
+                except ProcessExitedError as exc:
+                    race = any(m in exc.log_tail for m in _PORT_RACE_MARKERS)
+                    if not race or attempt == attempts:
+                        raise
+                    self._stop_processes()  # a port was taken meanwhile: new ports, again
+            self._wait_default_namespace()
+            write_kubeconfig(
+                self.admin_kubeconfig,
+                server=self.server,
+                ca_pem=self.ca_path.read_bytes(),
+                token=self._admin_token,
+            )
+            return self
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, *, remove_data: bool = True) -> None:
+        """Stop kube-apiserver, then etcd (by PID, SIGTERM then SIGKILL); idempotent.
+
+        ``remove_data`` deletes etcd's data directory (and the whole ``run_dir`` when it is a
+        temporary one we created); logs in a caller-chosen directory are kept.
+        """
+        try:
+            self._stop_processes()
+        finally:
+            if remove_data:
+                if self._owns_run_dir:
+                    shutil.rmtree(self.run_dir, ignore_errors=True)
+                else:
+                    shutil.rmtree(self.etcd_data_dir, ignore_errors=True)
+
+    def _stop_processes(self) -> None:
+        errors: list[BaseException] = []
+        for process in reversed(self.processes):
+            try:
+                process.stop(grace=self.stop_grace)
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    # -- state for a later process ----------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able description for :meth:`attach` (no secrets: the token stays in files)."""
+        return {
+            "run_dir": str(self.run_dir),
+            "bin_dir": str(self.bin_dir),
+            "log_dir": str(self.log_dir),
+            "server": self.server,
+            "etcd_url": self.etcd_url,
+            "admin_kubeconfig": str(self.admin_kubeconfig),
+            "processes": [p.record().to_json() for p in self.processes],
+        }
+
+    @classmethod
+    def attach(cls, state: Mapping[str, Any]) -> ControlPlane:
+        """A handle on a control plane started by another process (``make dev-up``)."""
+        plane = cls(
+            Path(state["run_dir"]),
+            bin_dir=Path(state["bin_dir"]),
+            log_dir=Path(state["log_dir"]),
+        )
+        plane.server = str(state["server"])
+        plane.etcd_url = str(state["etcd_url"])
+        plane.admin_kubeconfig = Path(state["admin_kubeconfig"])
+        records = {r["name"]: ProcessRecord.from_json(r) for r in state["processes"]}
+        if "etcd" in records:
+            plane.etcd = ManagedProcess.adopt(records["etcd"])
+        if "kube-apiserver" in records:
+            plane.apiserver = ManagedProcess.adopt(records["kube-apiserver"])
+        with contextlib.suppress(OSError, KeyError, ValueError, StopIteration):
+            plane._admin_token = read_kubeconfig(plane.admin_kubeconfig).token or ""
+        return plane
+
+    # -- API access -------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        *,
+        content_type: str | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """One API call as the admin (or as ``token``); the decoded JSON answer.
+
+        PATCH defaults to a JSON merge patch. Raises :class:`ApiError` for non-2xx answers.
+        """
+        if content_type is None:
+            content_type = (
+                "application/merge-patch+json" if method.upper() == "PATCH" else "application/json"
+            )
+        _status, data = self._http(
+            method, path, body=body, token=token, content_type=content_type, timeout=timeout
+        )
+        if not data:
+            return {}
+        decoded: dict[str, Any] = json.loads(data)
+        return decoded
+
+    def get_text(self, path: str, token: str | None = None) -> str:
+        """GET a plain-text endpoint such as ``/readyz`` or ``/livez?verbose``."""
+        _status, data = self._http("GET", path, token=token)
+        return data.decode()
+
+    def _http(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        token: str | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+        anonymous: bool = False,
+    ) -> tuple[int, bytes]:
+        if not self.server:
+            raise RuntimeError("the control plane is not started")
+        headers = {"Accept": "application/json, */*", "Content-Type": content_type}
+        if not anonymous:
+            headers["Authorization"] = f"Bearer {token or self._admin_token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.server + path, data=data, method=method.upper(), headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout, context=self._tls()) as response:
+                return int(response.status), bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                decoded: Any = json.loads(raw)
+            except ValueError:
+                decoded = raw.decode(errors="replace")
+            raise ApiError(method.upper(), path, exc.code, decoded) from None
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context(cafile=str(self.ca_path))
+        return self._ssl
+
+    def kubectl(
+        self,
+        *args: str,
+        kubeconfig: Path | None = None,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this control plane (as the admin unless ``kubeconfig`` given)."""
+        command = [
+            str(kubectl_path()),
+            f"--kubeconfig={kubeconfig or self.admin_kubeconfig}",
+            f"--cache-dir={self.run_dir / 'kubectl-cache'}",
+            *args,
+        ]
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        result = subprocess.run(
+            command,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, command, result.stdout, result.stderr)
+        return result
+
+    # -- conveniences -----------------------------------------------------------------------
+
+    def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> str:
+        """Create a namespace (no error if it exists). Without kube-controller-manager a deleted
+        namespace stays Terminating forever, so tests use fresh names and never delete them."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": dict(labels or {})},
+        }
+        try:
+            self.request("POST", "/api/v1/namespaces", body)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        return name
+
+    def apply_crds(self, directory: Path, timeout: float = 60.0) -> list[str]:
+        """Apply every ``*.yaml``/``*.yml`` under ``directory`` and wait until each CRD in them
+        is Established. Returns the CRD names; an empty or absent directory applies nothing."""
+        directory = Path(directory)
+        files = (
+            sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            if directory.is_dir()
+            else []
+        )
+        if not files:
+            return []
+        names: list[str] = []
+        for file in files:
+            for document in yaml.safe_load_all(file.read_text()):
+                if (
+                    isinstance(document, dict)
+                    and document.get("kind") == "CustomResourceDefinition"
+                ):
+                    names.append(str(document["metadata"]["name"]))
+        arguments = ["apply", "--server-side", "--force-conflicts", "--field-manager=gpupod-dev"]
+        for file in files:
+            arguments += ["-f", str(file)]
+        self.kubectl(*arguments)
+        for name in names:
+            self.wait_crd_established(name, timeout=timeout)
+        return names
+
+    def wait_crd_established(self, name: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        conditions: list[dict[str, Any]] = []
+        while True:
+            crd = self.request("GET", f"{CRD_API}/{name}")
+            conditions = crd.get("status", {}).get("conditions") or []
+            status = {c.get("type"): c.get("status") for c in conditions}
+            if status.get("Established") == "True":
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"CRD {name} not Established after {timeout:g}s: {conditions}")
+            time.sleep(0.1)
+
+    def ensure_service_account(self, namespace: str, name: str) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        try:
+            self.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", body)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+
+    def service_account_token(
+        self, namespace: str, name: str, *, expiration_seconds: int = 24 * 3600
+    ) -> str:
+        """A bound token for the ServiceAccount via TokenRequest (``kubectl create token``)."""
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": expiration_seconds},
+        }
+        answer = self.request(
+            "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", body
+        )
+        token: str = answer["status"]["token"]
+        return token
+
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path, *, expiration_seconds: int = 24 * 3600
+    ) -> Path:
+        """Create the ServiceAccount if needed, mint a token for it, write a kubeconfig whose
+        context namespace is ``namespace``. What the identity may do is up to the caller's RBAC."""
+        self.ensure_service_account(namespace, name)
+        token = self.service_account_token(namespace, name, expiration_seconds=expiration_seconds)
+        return write_kubeconfig(
+            path,
+            server=self.server,
+            ca_pem=self.ca_path.read_bytes(),
+            token=token,
+            namespace=namespace,
+            name=f"{namespace}-{name}",
+        )
+
+    def client_cert_kubeconfig(
+        self, path: Path, user: str, groups: Sequence[str] = (), *, namespace: str | None = None
+    ) -> Path:
+        """A kubeconfig authenticating with a client certificate (CN=user, O=groups)."""
+        ca = self._client_ca()
+        return write_kubeconfig(
+            path,
+            server=self.server,
+            ca_pem=self.ca_path.read_bytes(),
+            client_cert=ca.issue_client(user, groups),
+            namespace=namespace,
+            name=user,
+        )
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _write_pki(self) -> None:
+        pki = self.pki_dir
+        pki.mkdir(parents=True, exist_ok=True)
+        pki.chmod(0o700)
+        serving_ca = CertificateAuthority.create("gpupod-dev serving CA")
+        write_private(self.ca_path, serving_ca.cert_pem)
+        serving = serving_ca.issue_server(
+            "kube-apiserver", ips=["127.0.0.1"], dns_names=["localhost"]
+        )
+        # The chain (leaf + CA) so clients that only trust the CA verify it.
+        write_private(pki / "apiserver.crt", serving.cert_pem + serving_ca.cert_pem)
+        write_private(pki / "apiserver.key", serving.key_pem)
+        client_ca = CertificateAuthority.create("gpupod-dev client CA")
+        write_private(pki / "client-ca.crt", client_ca.cert_pem)
+        write_private(pki / "client-ca.key", client_ca.key_pem)
+        self._client_ca_cache = client_ca
+        # One RSA key both signs service-account tokens and verifies them.
+        write_private(pki / "service-account.key", rsa_private_key_pem())
+        self._admin_token = secrets.token_urlsafe(32)
+        write_private(
+            pki / "tokens.csv",
+            f'{self._admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'.encode(),
+        )
+
+    def _client_ca(self) -> CertificateAuthority:
+        if self._client_ca_cache is None:
+            from cryptography import x509
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            key = serialization.load_pem_private_key(
+                (self.pki_dir / "client-ca.key").read_bytes(), password=None
+            )
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise TypeError("unexpected client CA key type")
+            cert = x509.load_pem_x509_certificate((self.pki_dir / "client-ca.crt").read_bytes())
+            self._client_ca_cache = CertificateAuthority(key, cert)
+        return self._client_ca_cache
+
+    def _start_etcd(self) -> None:
+        client_port, peer_port = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        shutil.rmtree(self.etcd_data_dir, ignore_errors=True)
+        self.etcd = ManagedProcess(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                "--name=gpupod-dev",
+                f"--data-dir={self.etcd_data_dir}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=gpupod-dev={peer_url}",
+                "--unsafe-no-fsync=true",  # throw-away data: skip fsync (etcd >= 3.5)
+                "--log-level=warn",
+            ],
+            log_path=self.log_dir / "etcd.log",
+            stop_grace=self.stop_grace,
+        ).start()
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as response:
+                return bool(json.load(response).get("health") == "true")
+
+        self.etcd.wait_ready(healthy, self.start_timeout)
+
+    def _start_apiserver(self) -> None:
+        port = free_port()
+        self.server = f"https://127.0.0.1:{port}"
+        pki = self.pki_dir
+        args = [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'client-ca.crt'}",
+            f"--token-auth-file={pki / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={pki / 'service-account.key'}",
+            f"--service-account-signing-key-file={pki / 'service-account.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            # The ServiceAccount admission plugin wants each namespace's `default` SA, which only
+            # kube-controller-manager creates.
+            "--disable-admission-plugins=ServiceAccount",
+            "--profiling=false",
+            # No --advertise-address: derived from the default route; a loopback one is refused.
+            *self.extra_apiserver_args,
+        ]
+        self.apiserver = ManagedProcess(
+            "kube-apiserver",
+            args,
+            log_path=self.log_dir / "kube-apiserver.log",
+            stop_grace=self.stop_grace,
+        ).start()
+
+        def ready() -> bool:
+            status, body = self._http("GET", "/readyz", timeout=5)
+            return status == 200 and body.strip() == b"ok"
+
+        self.apiserver.wait_ready(ready, self.start_timeout)
+
+    def _wait_default_namespace(self) -> None:
+        assert self.apiserver is not None
+
+        def exists() -> bool:
+            return bool(self.request("GET", "/api/v1/namespaces/default", timeout=5))
+
+        self.apiserver.wait_ready(exists, 30.0)
