@@ -74,6 +74,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         fast_interval=config.fast_sync_interval,
     )
     memo.runtime = Runtime(config, yotta, kube, events, registry, poller, metrics)
+    # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod.
+    await poller.poll_once()
     memo.poller_task = asyncio.create_task(poller.run(), name="gpupod-poller")
     log.info("gpupod-operator started against %s", config.api_url)
 

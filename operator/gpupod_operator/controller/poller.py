@@ -41,6 +41,9 @@ _EVENTS = {
 
 @dataclass(frozen=True)
 class Snapshot:
+    """One List answer; `taken_at` is when the request was SENT, so anything we did to a pod
+    after that time may be missing from it."""
+
     pods: dict[str, Pod]
     taken_at: dt.datetime
 
@@ -64,30 +67,54 @@ class Poller:
         self._clock = clock
         self._wake = asyncio.Event()
         self.snapshot: Snapshot | None = None
+        self._touched: dict[str, dt.datetime] = {}  # pod ID -> when we last acted on it
         self.failures = 0
         self.last_success: float | None = None
+
+    def touch(self, pod_id: str) -> None:
+        """We are acting on this pod: snapshots sent before now no longer describe it."""
+        self._touched[pod_id] = self._clock()
+
+    def cached(self, pod_id: str) -> Pod | None:
+        """The pod as the latest list showed it, if that list is recent (one sync interval)
+        and was sent after our last action on the pod; else None (the caller GETs it).
+
+        Absence from a list is never an answer: only a GET may say a pod is gone. Deciding on
+        a view a few seconds old is safe: the API refuses a pause/resume of a pod in another
+        state (InvalidState -> we look again), and TERMINATED is final.
+        """
+        snap = self.snapshot
+        if snap is None or self._clock() - snap.taken_at > dt.timedelta(seconds=self.interval):
+            return None
+        touched = self._touched.get(pod_id)
+        if touched is not None and touched >= snap.taken_at:
+            return None
+        return snap.pods.get(pod_id)
 
     def poke(self) -> None:
         """Something just changed remotely: poll at the fast pace from now on."""
         self._wake.set()
 
     async def run(self) -> None:
+        """Poll forever; the first round is the one `startup` already did, if any."""
         while True:
+            if self.snapshot is not None:
+                pace = self.fast_interval if self._registry.any_transitional() else self.interval
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=pace)
+                    await asyncio.sleep(self.fast_interval)  # poked: let the change land first
+                except TimeoutError:
+                    pass
             try:
                 await self.poll_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the poller must outlive any single bad round
                 log.exception("status poll failed")
-            pace = self.fast_interval if self._registry.any_transitional() else self.interval
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=pace)
-                await asyncio.sleep(self.fast_interval)  # poked: let the change land first
-            except TimeoutError:
-                pass
 
     async def poll_once(self) -> None:
+        sent = self._clock()
         try:
             pods = await self._yotta.list_pods()
         except YottaError as e:
@@ -100,7 +127,8 @@ class Poller:
         self._metrics.remote_up.set(1)
         self._metrics.last_poll.set(self.last_success)
         by_id = {p.id: p for p in pods}
-        self.snapshot = Snapshot(by_id, now)
+        self.snapshot = Snapshot(by_id, sent)
+        self._touched = {k: v for k, v in self._touched.items() if v >= sent}
 
         gate = asyncio.Semaphore(PATCH_CONCURRENCY)
 

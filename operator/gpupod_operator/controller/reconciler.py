@@ -149,15 +149,28 @@ class Attempt:
     # ------------------------------------------------------------ remote reads
 
     async def observe(self) -> None:
-        assert self.recorded.pod_id is not None
+        """The pod by ID: from the poller's latest list when that is still valid (after a
+        restart, every GpuPod resumes without a GET of its own), else a GET."""
+        pod_id = self.recorded.pod_id
+        assert pod_id is not None
+        cached = self.rt.poller.cached(pod_id)
+        if cached is not None:
+            self.observed = d.Observed(cached)
+            return
         try:
-            self.observed = d.Observed(await self.rt.yotta.get_pod(self.recorded.pod_id))
+            self.observed = d.Observed(await self.rt.yotta.get_pod(pod_id))
         except NotFound:
             self.observed = d.Observed(None)
 
     async def look_up(self) -> None:
-        taken_at = _now()
-        pods = await self.rt.yotta.list_pods()
+        """Our pods by name, from a list sent after the create marker was written."""
+        snap = self.rt.poller.snapshot
+        since = self.recorded.pending_since
+        if snap is not None and since is not None and snap.taken_at > since:
+            pods, taken_at = list(snap.pods.values()), snap.taken_at
+        else:
+            taken_at = _now()
+            pods = await self.rt.yotta.list_pods()
         mine = [p for p in pods if p.name == self.recorded.remote_name]
         self.lookup = d.NameLookup(mine, taken_at)
 
@@ -198,6 +211,8 @@ class Attempt:
     async def act(self, action: d.Action) -> None:
         """Perform one non-final action and update what we know."""
         yotta, events, ref = self.rt.yotta, self.rt.events, self.ref
+        if isinstance(action, d.Pause | d.Resume | d.Delete):
+            self.rt.poller.touch(action.pod_id)
         match action:
             case d.Observe():
                 await self.observe()

@@ -46,7 +46,7 @@ class Tracked:
     @property
     def transitional(self) -> bool:
         phase = self.status.get("phase")
-        return self.pending or phase is None or phase in _TRANSITIONAL
+        return self.pending or self.deleting or phase is None or phase in _TRANSITIONAL
 
 
 class Registry:
