@@ -17,6 +17,7 @@ lint: $(VENV_OK)
 	.venv/bin/ruff check operator tests hack bench
 	.venv/bin/ruff format --check operator tests hack bench
 	.venv/bin/mypy
+	bash hack/lint-dockerfile.sh
 
 unit: $(VENV_OK)
 	.venv/bin/pytest -q tests/unit
@@ -39,10 +40,10 @@ control-plane:
 helm:
 	@bash hack/build-helm.sh >/dev/null
 
-$(VENV_OK): pyproject.toml
+$(VENV_OK): pyproject.toml constraints.txt
 	test -x .venv/bin/python || python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q -e '.[dev]'
+	.venv/bin/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 clean:
