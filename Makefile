@@ -6,7 +6,7 @@ VENV_OK := .venv/.installed
 export GPUPOD_CACHE ?= $(HOME)/.cache/gpupod-operator
 export GPUPOD_K8S_BIN_DIR ?= $(GPUPOD_CACHE)/bin/current
 
-.PHONY: run test lint unit e2e dev-up dev-down bench control-plane helm clean
+.PHONY: run test lint unit e2e dev-up dev-down bench soak control-plane helm clean
 
 run: $(VENV_OK) control-plane
 	$(PY) -m gpupod_operator.devenv run
@@ -33,6 +33,17 @@ dev-down: $(VENV_OK)
 
 bench: $(VENV_OK) control-plane
 	$(PY) -m bench $(if $(N),--n $(N),)
+
+# The survival suite (tests/e2e/test_survival_*.py) at a larger scale and several seeds;
+# figures go to bench-results/soak.jsonl. SEEDS, PODS, KILLS, FAULT_PODS override the sizes.
+soak: $(VENV_OK) control-plane
+	mkdir -p bench-results
+	for seed in $${SEEDS:-1 2 3}; do \
+	  GPUPOD_SURVIVAL_SEED=$$seed GPUPOD_SURVIVAL_PODS=$${PODS:-200} \
+	  GPUPOD_SURVIVAL_KILLS=$${KILLS:-40} GPUPOD_SURVIVAL_FAULT_PODS=$${FAULT_PODS:-100} \
+	  GPUPOD_SURVIVAL_REPORT=bench-results/soak.jsonl \
+	  .venv/bin/pytest -q -rP --timeout 3600 tests/e2e/test_survival_*.py || exit 1; \
+	done
 
 control-plane:
 	@bash hack/build-control-plane.sh >/dev/null

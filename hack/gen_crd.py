@@ -600,6 +600,10 @@ STATUS_PROPERTIES: dict[str, Schema] = {
     "pausedApplied": boolean(
         "The value of spec.paused the operator last applied to the remote pod (pause or resume)."
     ),
+    "replacing": boolean(
+        "True while the operator replaces the remote pod (updatePolicy Recreate): the old pod "
+        "is being deleted and a new one will be created, even if the spec changes back."
+    ),
 }
 
 

@@ -28,6 +28,7 @@ def _run(args: argparse.Namespace) -> int:
             fast_sync_interval=args.fast_sync_interval,
             qps=args.qps,
             burst=args.burst,
+            request_timeout=args.request_timeout,
             metrics_port=args.metrics_port,
         )
     except ConfigError as e:
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--qps", type=float, default=20.0, help="Yotta API requests per second (20)")
     run.add_argument("--burst", type=int, default=40, help="Yotta API request burst (40)")
+    run.add_argument(
+        "--request-timeout",
+        type=float,
+        default=15.0,
+        help="seconds before a Yotta API request is given up (default 15)",
+    )
     run.add_argument(
         "--log-level",
         default=os.environ.get("GPUPOD_LOG_LEVEL", "INFO").upper(),

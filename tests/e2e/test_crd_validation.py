@@ -694,6 +694,7 @@ FULL_STATUS: dict[str, Any] = {
     "createPending": {"remoteName": "ns-name-0123abcd", "since": "2026-11-27T01:59:59Z"},
     "specHash": "sha256:0123456789abcdef",
     "pausedApplied": False,
+    "replacing": False,
 }
 
 

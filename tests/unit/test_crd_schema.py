@@ -60,6 +60,7 @@ STATUS_FIELDS: dict[str, tuple[str, str | None]] = {
     "createPending": ("object", None),
     "specHash": ("string", None),
     "pausedApplied": ("boolean", None),
+    "replacing": ("boolean", None),
 }
 PHASES = [
     "Pending",

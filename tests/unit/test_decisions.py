@@ -179,3 +179,21 @@ def test_delete_with_unconfirmed_create_waits_for_the_list_to_settle() -> None:
     late = d.NameLookup([], T0 + d.CREATE_SETTLE)
     action = d.finalize(desired(), rec, T0, lookup=late)
     assert isinstance(action, d.Release) and action.reason == "NeverCreated"
+
+
+def test_a_replacement_once_started_completes_even_if_the_spec_reverts() -> None:
+    # The old pod's delete went out (replacing recorded), then the user reverted the spec.
+    reverted = desired(update_policy=UpdatePolicy.RECREATE)
+    rec = recorded(pod_id="1", spec_hash="h1", replacing=True)
+    assert isinstance(d.reconcile(reverted, rec, d.Observed(pod("TERMINATING", "1"))), d.Wait)
+    assert d.reconcile(reverted, rec, d.Observed(pod("TERMINATED", "1"))) == d.Forget()
+    # ...and a delete that did not take is sent again rather than forgotten
+    again = d.reconcile(desired(), rec, d.Observed(pod("RUNNING", "1")))
+    assert isinstance(again, d.Delete) and again.replace
+
+
+def test_orphaning_an_unconfirmed_create_names_the_pod_that_may_exist() -> None:
+    action = d.finalize(
+        desired(deletion_policy=DeletionPolicy.ORPHAN), recorded(pending_since=T0), T0
+    )
+    assert isinstance(action, d.Release) and NAME in action.message

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gpupod_operator.controller.events import EventRecorder
 from gpupod_operator.controller.kube import ObjectRef
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.poller import OUTAGE_AFTER, Poller
@@ -53,7 +54,11 @@ class FakeYotta:
 class FakeKube:
     def __init__(self, registry: Registry) -> None:
         self.patches: list[tuple[str, dict[str, Any]]] = []
+        self.seen: list[tuple[str, str, str]] = []  # Events: (name, type, reason)
         self.registry = registry
+
+    async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        self.seen.append((ref.name, type_, reason))
 
     async def patch_status(
         self, ref: ObjectRef, status: dict[str, Any], *, precondition: bool = False
@@ -68,17 +73,6 @@ class FakeKube:
             "remoteName": tracked.remote_name,
         }
         return body(ref.name, merged)
-
-
-class FakeEvents:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, str]] = []
-
-    async def normal(self, ref: ObjectRef, reason: str, message: str) -> None:
-        self.seen.append((ref.name, "Normal", reason))
-
-    async def warning(self, ref: ObjectRef, reason: str, message: str) -> None:
-        self.seen.append((ref.name, "Warning", reason))
 
 
 def body(name: str, status: dict[str, Any]) -> dict[str, Any]:
@@ -108,9 +102,10 @@ def remote(pod_id: str, name: str, status: str = "RUNNING") -> dict[str, Any]:
 
 
 @pytest.fixture
-def world() -> tuple[Poller, FakeYotta, FakeKube, FakeEvents, Registry, Clock]:
+def world() -> tuple[Poller, FakeYotta, FakeKube, FakeKube, Registry, Clock]:
     registry = Registry()
-    yotta, kube, events, clock = FakeYotta(), FakeKube(registry), FakeEvents(), Clock()
+    yotta, kube, clock = FakeYotta(), FakeKube(registry), Clock()
+    events = EventRecorder(kube)  # type: ignore[arg-type]
     poller = Poller(
         yotta,
         kube,
@@ -121,7 +116,7 @@ def world() -> tuple[Poller, FakeYotta, FakeKube, FakeEvents, Registry, Clock]:
         fast_interval=2,
         clock=clock,
     )
-    return poller, yotta, kube, events, registry, clock
+    return poller, yotta, kube, kube, registry, clock
 
 
 async def test_one_list_for_all_and_patches_only_changes(world: Any) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from gpupod_operator.controller.kube import KubeApi, ObjectRef
+from gpupod_operator.domain.status import transition_event
 
 log = logging.getLogger(__name__)
 
@@ -35,3 +37,12 @@ class EventRecorder:
 
     async def warning(self, ref: ObjectRef, reason: str, message: str) -> None:
         await self.record(ref, WARNING, reason, message)
+
+    async def transition(
+        self, ref: ObjectRef, old_phase: str | None, fields: dict[str, Any], pod_id: str | None
+    ) -> None:
+        """An Event when `fields` (a status update) moves the GpuPod into a notable phase."""
+        event = transition_event(old_phase, fields, pod_id)
+        if event is not None:
+            reason, bad, message = event
+            await self.record(ref, WARNING if bad else NORMAL, reason, message)

@@ -30,6 +30,23 @@ CONFIG: OperatorConfig | None = None
 METRICS: Metrics | None = None
 
 
+class _DiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's change detection (spec, labels, annotations) plus two status fields the
+    reconciler writes BEFORE a remote action whose answer may be lost after it took effect:
+    `pausedApplied` (pause/resume) and `replacing` (the delete of a Recreate).
+
+    Why: kopf drops a handler waiting to retry when the spec returns to the last handled one.
+    Without these fields, flipping `paused` back while a pause's answer was lost left a RUNNING
+    pod under `paused: true` forever, and reverting a Recreate while the old pod was being
+    deleted left the GpuPod with no pod. With them, the essence differs from the last handled
+    one after such an action, so a level-based reconcile still runs.
+    """
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        fields = [*(extra_fields or ()), "status.pausedApplied", "status.replacing"]
+        return super().build(body=body, extra_fields=fields)
+
+
 @kopf.on.login()
 def login_handler(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
     # The same identity for kopf and for our own client (kube.KubeApi), whatever is installed.
@@ -42,7 +59,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     config, metrics = CONFIG, METRICS or Metrics()
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = _DiffBase(
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING

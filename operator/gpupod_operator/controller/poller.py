@@ -29,15 +29,6 @@ log = logging.getLogger(__name__)
 OUTAGE_AFTER = 3  # consecutive failed polls before GpuPods are told the provider is unreachable
 PATCH_CONCURRENCY = 16
 
-# Phase changes worth an Event, and whether they are bad news.
-_EVENTS = {
-    st.Phase.RUNNING.value: ("Running", False),
-    st.Phase.PAUSED.value: ("Paused", False),
-    st.Phase.FAILED.value: ("RemotePodFailed", True),
-    st.Phase.LOST.value: ("RemotePodLost", True),
-    st.Phase.TERMINATED.value: ("RemotePodTerminated", True),
-}
-
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -67,13 +58,26 @@ class Poller:
         self._clock = clock
         self._wake = asyncio.Event()
         self.snapshot: Snapshot | None = None
-        self._touched: dict[str, dt.datetime] = {}  # pod ID -> when we last acted on it
+        # pod ID (or remote name, for a create) -> when we last acted on it
+        self._touched: dict[str, dt.datetime] = {}
         self.failures = 0
         self.last_success: float | None = None
 
     def touch(self, pod_id: str) -> None:
         """We are acting on this pod: snapshots sent before now no longer describe it."""
         self._touched[pod_id] = self._clock()
+
+    def snapshot_after(self, since: dt.datetime, key: str) -> Snapshot | None:
+        """The latest list if it was sent after `since` AND after our last `touch(key)`, else
+        None. (Survival suite fix: a create's lookup must not trust a list that may have been
+        answered before its POST landed; see `reconciler.Attempt.create`.)"""
+        snap = self.snapshot
+        if snap is None or snap.taken_at <= since:
+            return None
+        touched = self._touched.get(key)
+        if touched is not None and touched >= snap.taken_at:
+            return None
+        return snap
 
     def cached(self, pod_id: str) -> Pod | None:
         """The pod as the latest list showed it, if that list is recent (one sync interval)
@@ -176,14 +180,7 @@ class Poller:
             return
         self._metrics.status_patches.inc()
         self._registry.upsert(result)
-        old_phase = t.status.get("phase")
-        if phase != old_phase and phase in _EVENTS:
-            reason, bad = _EVENTS[phase]
-            message = _event_message(phase, t.pod_id, update)
-            if bad:
-                await self._events.warning(t.ref, reason, message)
-            else:
-                await self._events.normal(t.ref, reason, message)
+        await self._events.transition(t.ref, t.status.get("phase"), update, t.pod_id)
 
     async def _sweep_duplicates(self, pods: list[Pod]) -> None:
         """Delete live pods that carry a GpuPod's exact remote name but are not its pod.
@@ -262,13 +259,3 @@ class Poller:
             if price is not None and pod.status != PodStatus.PAUSED:
                 prices.append(price)
         self._metrics.set_inventory(phases, gpus, prices)
-
-
-def _event_message(phase: str, pod_id: str, update: dict[str, Any]) -> str:
-    if phase == st.Phase.RUNNING.value:
-        where = f" in {update['region']}" if update.get("region") else ""
-        price = f" at ${update['pricePerHour']}/h" if update.get("pricePerHour") else ""
-        return f"remote pod {pod_id} is RUNNING{where}{price}"
-    if phase == st.Phase.PAUSED.value:
-        return f"remote pod {pod_id} is PAUSED"
-    return str(update.get("message") or f"remote pod {pod_id} is {phase}")

@@ -71,6 +71,7 @@ class Attempt:
     desired: d.Desired
     recorded: d.Recorded
     reported: str | None  # the Synced reason the status shows now, to avoid repeating Events
+    phase: str | None  # the phase the status shows now
     out: dict[str, Any] = field(default_factory=dict)
     observed: d.Observed | None = None
     lookup: d.NameLookup | None = None
@@ -100,8 +101,10 @@ class Attempt:
                 pod_id=status.get("podId") or None,
                 pending_since=_parse_time(pending.get("since")),
                 spec_hash=status.get("specHash"),
+                replacing=bool(status.get("replacing")),
             ),
             reported=synced.get("reason") if synced.get("status") == "False" else None,
+            phase=status.get("phase"),
         )
 
     # ------------------------------------------------------------ status bookkeeping
@@ -128,13 +131,18 @@ class Attempt:
     def record_pod(self, pod: Pod) -> None:
         """We own this pod now: remember its ID and what it was built from."""
         self.recorded = replace(
-            self.recorded, pod_id=pod.id, pending_since=None, spec_hash=self.desired.spec_hash
+            self.recorded,
+            pod_id=pod.id,
+            pending_since=None,
+            spec_hash=self.desired.spec_hash,
+            replacing=False,
         )
         self.out.update(
             podId=pod.id,
             remoteName=self.recorded.remote_name,
             specHash=self.desired.spec_hash,
             createPending=None,
+            replacing=None,
         )
         self.observed = d.Observed(pod)
 
@@ -164,9 +172,13 @@ class Attempt:
 
     async def look_up(self) -> None:
         """Our pods by name, from a list sent after the create marker was written."""
-        snap = self.rt.poller.snapshot
         since = self.recorded.pending_since
-        if snap is not None and since is not None and snap.taken_at > since:
+        name = self.recorded.remote_name
+        # Not merely "sent after the marker": the marker precedes the POST (and is stored to
+        # the second), so such a list can predate the pod. It must be sent after our last
+        # POST for this name ended too (`create` touches the name then).
+        snap = self.rt.poller.snapshot_after(since, name) if since is not None else None
+        if snap is not None:
             pods, taken_at = list(snap.pods.values()), snap.taken_at
         else:
             taken_at = _now()
@@ -187,7 +199,13 @@ class Attempt:
             {"createPending": marker, "remoteName": self.recorded.remote_name, "phase": "Creating"},
         )
         self.recorded = replace(self.recorded, pending_since=since)
-        pod = await self.rt.yotta.create_pod(request)
+        try:
+            pod = await self.rt.yotta.create_pod(request)
+        finally:
+            # Survival suite fix (a lost create answer, then a lookup in the poller's list sent
+            # between the marker and the POST, created a second pod): from now on the pod may
+            # exist, so lists sent before this moment cannot rule it out.
+            self.rt.poller.touch(self.recorded.remote_name)
         self.record_pod(pod)
         self.rt.poller.poke()
         await self.rt.events.normal(
@@ -212,6 +230,7 @@ class Attempt:
         """Perform one non-final action and update what we know."""
         yotta, events, ref = self.rt.yotta, self.rt.events, self.ref
         if isinstance(action, d.Pause | d.Resume | d.Delete):
+            # Lists sent before or during the call may show the pod as it was.
             self.rt.poller.touch(action.pod_id)
         match action:
             case d.Observe():
@@ -223,14 +242,22 @@ class Attempt:
             case d.Adopt():
                 await self.adopt(action)
             case d.Pause(pod_id=pod_id):
+                # Before the call: its answer may be lost after it took effect (see
+                # handlers._DiffBase for why this must reach the status even then).
+                self.out["pausedApplied"] = True
                 await yotta.pause_pod(pod_id)
                 await events.normal(ref, "Pausing", f"pausing remote pod {pod_id}")
                 self.observed = None
             case d.Resume(pod_id=pod_id):
+                self.out["pausedApplied"] = False  # before the call, as for Pause
                 await yotta.resume_pod(pod_id)
                 await events.normal(ref, "Resuming", f"resuming remote pod {pod_id}")
                 self.observed = None
-            case d.Delete(pod_id=pod_id, reason=reason):
+            case d.Delete(pod_id=pod_id, reason=reason, replace=replacing):
+                if replacing:
+                    # Before the call, as for a pause: the answer may be lost after it worked.
+                    self.recorded = replace(self.recorded, replacing=True)
+                    self.out["replacing"] = True
                 await yotta.delete_pod(pod_id)
                 await events.normal(ref, "Deleting", f"deleting remote pod {pod_id}: {reason}")
                 self.out.update(phase=st.Phase.TERMINATING.value, message=f"deleting: {reason}")
@@ -243,6 +270,7 @@ class Attempt:
                 self.out.update(podId=None, specHash=None)
                 self.observed = self.lookup = None
         if isinstance(action, d.Pause | d.Resume | d.Delete):
+            self.rt.poller.touch(action.pod_id)
             self.rt.poller.poke()
 
 
@@ -261,6 +289,7 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
             case d.Done(pod=pod):
                 a.show_pod(pod)
                 a.synced(True, "Reconciled", "the remote pod matches the spec")
+                await a.rt.events.transition(a.ref, a.phase, a.out, a.recorded.pod_id)
                 return
             case d.Stop(reason=reason, message=message, phase=phase):
                 if a.observed is not None:

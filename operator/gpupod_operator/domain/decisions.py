@@ -39,6 +39,7 @@ class Recorded:
     pod_id: str | None = None
     pending_since: dt.datetime | None = None  # the create marker: a POST may have happened
     spec_hash: str | None = None
+    replacing: bool = False  # we are deleting the pod to create a new one (Recreate)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Resume:
 class Delete:
     pod_id: str
     reason: str
+    replace: bool = False  # a new pod follows: record that, so the replacement completes
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,11 @@ def reconcile(
         return Observe()
     pod = observed.pod
     wants_new_spec = recorded.spec_hash is not None and recorded.spec_hash != desired.spec_hash
-    recreate = wants_new_spec and desired.update_policy == UpdatePolicy.RECREATE
+    # A replacement once started completes, even if the spec changes back meanwhile: the old
+    # pod is (being) deleted, and only a new one can satisfy the spec again.
+    recreate = recorded.replacing or (
+        wants_new_spec and desired.update_policy == UpdatePolicy.RECREATE
+    )
 
     if pod is None or pod.status == PodStatus.TERMINATED:
         if recreate:
@@ -198,7 +204,7 @@ def reconcile(
     if recreate:
         if pod.status == PodStatus.TERMINATING:
             return Wait("Recreating", f"waiting for remote pod {pod.id} to terminate")
-        return Delete(pod.id, reason="the spec changed and updatePolicy is Recreate")
+        return Delete(pod.id, reason="the spec changed and updatePolicy is Recreate", replace=True)
     if wants_new_spec:
         return Stop(
             "UpdateRejected",
@@ -233,8 +239,13 @@ def finalize(
 ) -> Action:
     """The next step for a GpuPod being deleted; Release ends it (the finalizer goes)."""
     if desired.deletion_policy == DeletionPolicy.ORPHAN:
-        what = f"remote pod {recorded.pod_id}" if recorded.pod_id else "no remote pod"
-        return Release("Orphaned", f"deletionPolicy is Orphan: {what} left running")
+        if recorded.pod_id:
+            what = f"remote pod {recorded.pod_id} left running"
+        elif recorded.pending_since is not None:
+            what = f"a remote pod named {recorded.remote_name} may exist (create unconfirmed)"
+        else:
+            what = "no remote pod was created"
+        return Release("Orphaned", f"deletionPolicy is Orphan: {what}")
 
     pod_id = recorded.pod_id
     if pod_id is None:

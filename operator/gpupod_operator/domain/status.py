@@ -184,3 +184,32 @@ def _strip_times(conditions: Any) -> list[tuple[Any, ...]]:
         (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
         for c in conditions or []
     )
+
+
+# Phase changes worth an Event: (reason, is it bad news).
+_TRANSITION_EVENTS = {
+    Phase.RUNNING.value: ("Running", False),
+    Phase.PAUSED.value: ("Paused", False),
+    Phase.FAILED.value: ("RemotePodFailed", True),
+    Phase.LOST.value: ("RemotePodLost", True),
+    Phase.TERMINATED.value: ("RemotePodTerminated", True),
+}
+
+
+def transition_event(
+    old_phase: str | None, fields: dict[str, Any], pod_id: str | None
+) -> tuple[str, bool, str] | None:
+    """(reason, warning?, message) when `fields` move the GpuPod into a phase worth an Event."""
+    phase = fields.get("phase")
+    if phase is None or phase == old_phase or phase not in _TRANSITION_EVENTS:
+        return None
+    reason, bad = _TRANSITION_EVENTS[phase]
+    if phase == Phase.RUNNING.value:
+        where = f" in {fields['region']}" if fields.get("region") else ""
+        price = f" at ${fields['pricePerHour']}/h" if fields.get("pricePerHour") else ""
+        message = f"remote pod {pod_id} is RUNNING{where}{price}"
+    elif phase == Phase.PAUSED.value:
+        message = f"remote pod {pod_id} is PAUSED"
+    else:
+        message = str(fields.get("message") or f"remote pod {pod_id} is {phase}")
+    return reason, bad, message
