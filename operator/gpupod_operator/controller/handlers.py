@@ -69,6 +69,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 310
     settings.execution.default_backoff = 10
     settings.queueing.worker_limit = None
+    # kopf waits this long for its own patch to come back through the watch before it handles
+    # an object again; at the 5 s default, a busy apiserver (1000 GpuPods applied at once) made
+    # kopf re-run finished create handlers on stale bodies (make bench).
+    settings.persistence.consistency_timeout = 30
 
     yotta = YottaClient(
         config.api_url,

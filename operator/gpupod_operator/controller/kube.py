@@ -7,6 +7,7 @@ httpx rather than the official `kubernetes` package: async, one connection pool,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import os
@@ -96,11 +97,17 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
     return ctx
 
 
+MAX_CONNECTIONS = 20
+
+
 class KubeApi:
     def __init__(self, settings: kopf.OperatorSettings, *, timeout: float = 30.0) -> None:
         self._settings = settings
         self._timeout = timeout
         self._client = self._connect()
+        # Queue here, not in httpcore: its pool rescans every waiting request on each event,
+        # which cost ~20% of the operator's CPU with 1000 GpuPods created at once (make bench).
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
     def _connect(self) -> httpx.AsyncClient:
         info = login(self._settings)
@@ -112,7 +119,9 @@ class KubeApi:
             verify=_ssl_context(info),
             headers=headers,
             timeout=self._timeout,
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+            ),
         )
 
     def __repr__(self) -> str:
@@ -122,12 +131,13 @@ class KubeApi:
         await self._client.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._client.request(method, path, **kwargs)
-        if response.status_code == 401:
-            # Bound service-account tokens rotate: log in again once, then retry.
-            await self._client.aclose()
-            self._client = self._connect()
+        async with self._slots:
             response = await self._client.request(method, path, **kwargs)
+            if response.status_code == 401:
+                # Bound service-account tokens rotate: log in again once, then retry.
+                await self._client.aclose()
+                self._client = self._connect()
+                response = await self._client.request(method, path, **kwargs)
         if response.status_code == 404:
             raise Gone(404, _reason(response))
         if response.status_code == 409:

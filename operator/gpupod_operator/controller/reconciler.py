@@ -279,7 +279,9 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, retry: int) -> No
     try:
         await _reconcile_steps(a, retry)
     finally:
-        patch.status.update(a.out)
+        # Nothing new (e.g. every GpuPod resumed after a restart): no write at all.
+        if st.status_changed(dict(body.get("status") or {}), a.out):
+            patch.status.update(a.out)
 
 
 async def _reconcile_steps(a: Attempt, retry: int) -> None:
@@ -345,10 +347,14 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
 async def finalize(rt: Runtime, body: Any, patch: kopf.Patch, retry: int) -> None:
     """Returns when the finalizer may go: remote pod gone (or orphaned on purpose)."""
     a = Attempt.of(rt, body)
+    releasing = False
     try:
         await _finalize_steps(a, retry)
+        releasing = True
     finally:
-        patch.status.update(a.out)
+        # Once released, the GpuPod is gone with the finalizer: a status write would be waste.
+        if not releasing:
+            patch.status.update(a.out)
 
 
 async def _finalize_steps(a: Attempt, retry: int) -> None:
