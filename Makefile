@@ -20,7 +20,7 @@ lint: $(VENV_OK)
 	bash hack/lint-dockerfile.sh
 
 unit: $(VENV_OK)
-	.venv/bin/pytest -q tests/unit
+	.venv/bin/pytest -q tests/unit tests/contract
 
 e2e: $(VENV_OK) control-plane helm
 	.venv/bin/pytest -q tests/e2e
