@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
 import httpx
 
+from .child import ChildProcess
 from .paths import console_script_command
 from .process import ManagedProcess, free_port
 from .simulator_process import child_environment
@@ -18,7 +18,7 @@ __all__ = ["OperatorProcess"]
 _SCOPE_FLAGS = ("-n", "--namespace", "-A", "--all-namespaces")
 
 
-class OperatorProcess:
+class OperatorProcess(ChildProcess):
     """``gpupod-operator run`` with ``KUBECONFIG``, ``YOTTA_API_URL`` and ``YOTTA_API_KEY`` set.
 
     ``namespaces`` adds ``-n NS`` for each (default ``-A``) unless ``args`` already choose a
@@ -26,6 +26,8 @@ class OperatorProcess:
     The API key is passed in the environment only, never on the command line, and never shown
     by ``repr``, error messages or log tails. ``log_level`` is passed as ``GPUPOD_LOG_LEVEL``.
     """
+
+    role = "operator"
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class OperatorProcess:
         ready_timeout: float = 60.0,
         stop_grace: float = 15.0,
     ) -> None:
+        super().__init__(log_path=log_path, stop_grace=stop_grace)
         self.kubeconfig = Path(kubeconfig)
         self.api_url = api_url
         self._api_key = api_key
@@ -54,47 +57,17 @@ class OperatorProcess:
         self.extra_env = dict(env or {})
         self.log_level = log_level
         self.ready_timeout = ready_timeout
-        self._log_path = log_path
         self._liveness_port: int | None = None
-        self._process: ManagedProcess | None = None
-        self._stop_grace = stop_grace
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<OperatorProcess api_url={self.api_url} {state}>"
 
     @property
-    def log_path(self) -> Path:
-        if self._log_path is None:  # created on first use, not by a constructor
-            self._log_path = Path(tempfile.mkdtemp(prefix="gpupod-op-")) / "operator.log"
-        return self._log_path
-
-    @property
     def liveness_url(self) -> str:
         if self._liveness_port is None:
             self._liveness_port = free_port()
         return f"http://127.0.0.1:{self._liveness_port}/healthz"
-
-    @property
-    def process(self) -> ManagedProcess:
-        if self._process is None:
-            raise RuntimeError("the operator was never started")
-        return self._process
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    def log_tail(self, lines: int = 40) -> str:
-        return self.process.log_tail(lines) if self._process else "(not started)"
-
-    def log_text(self) -> str:
-        """Everything the current run logged (secrets redacted)."""
-        return self.process.log_text() if self._process else ""
 
     def start(self) -> Self:
         env = child_environment(
@@ -123,16 +96,3 @@ class OperatorProcess:
 
     def _alive(self) -> bool:
         return httpx.get(self.liveness_url, timeout=2.0).status_code == 200
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, no graceful shutdown, finalizers and state left as they are."""
-        if self._process is not None:
-            self._process.kill()
-
-    def restart(self) -> Self:
-        self.stop()
-        return self.start()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
 
+from .child import ChildProcess
 from .paths import console_script_command
 from .process import ManagedProcess, ProcessExitedError, free_port
 
@@ -37,7 +37,7 @@ def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, s
     return env
 
 
-class SimulatorProcess:
+class SimulatorProcess(ChildProcess):
     """``gpupod-operator simulator`` on a loopback port, ready when ``GET /_sim/stats`` is 200.
 
     ``args`` are extra command-line arguments (``--provision-seconds 1``, ``--fault ...``).
@@ -45,6 +45,8 @@ class SimulatorProcess:
     configured with :attr:`url` reconnect to the new process (outage tests). The API key is
     never shown by ``repr`` nor in error messages and log tails.
     """
+
+    role = "simulator"
 
     def __init__(
         self,
@@ -57,16 +59,14 @@ class SimulatorProcess:
         ready_timeout: float = 30.0,
         stop_grace: float = 5.0,
     ) -> None:
+        super().__init__(log_path=log_path, stop_grace=stop_grace)
         self.host = host
         self.args = list(args)
         self.ready_timeout = ready_timeout
         self._api_key = api_key or new_api_key()
         self._port = port
         self._port_was_given = port is not None
-        self._log_path = log_path
         self._faults: list[str] | None = None
-        self._process: ManagedProcess | None = None
-        self._stop_grace = stop_grace
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -87,29 +87,6 @@ class SimulatorProcess:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        if self._log_path is None:  # created on first use, not by a constructor
-            self._log_path = Path(tempfile.mkdtemp(prefix="gpupod-sim-")) / "simulator.log"
-        return self._log_path
-
-    @property
-    def process(self) -> ManagedProcess:
-        if self._process is None:
-            raise RuntimeError("the simulator was never started")
-        return self._process
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    def log_tail(self, lines: int = 40) -> str:
-        return self.process.log_tail(lines) if self._process else "(not started)"
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -152,20 +129,6 @@ class SimulatorProcess:
         if self._faults is not None:
             self.set_faults(self._faults)
         return self
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-
-    def kill(self) -> None:
-        """SIGKILL (a crash: in-memory state is lost)."""
-        if self._process is not None:
-            self._process.kill()
-
-    def restart(self) -> Self:
-        """Stop and start again on the same port (faults set by :meth:`set_faults` persist)."""
-        self.stop()
-        return self.start()
 
     def suspend(self) -> None:
         """Freeze the process (SIGSTOP): connections hang, state is kept. Undo with resume()."""
