@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from gpupod_operator.devenv.controlplane import ControlPlane
+from gpupod_operator.devenv.controlplane import ApiError, ControlPlane
 
 T = TypeVar("T")
 API = "/apis/gpupod.dev/v1alpha1"
@@ -36,28 +36,51 @@ def manifest(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    """The condition `type_` of a GpuPod object, or {}."""
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return {}
+
+
+def phase(obj: dict[str, Any] | None) -> str | None:
+    value = ((obj or {}).get("status") or {}).get("phase")
+    return str(value) if value is not None else None
+
+
 class GpuPods:
-    """GpuPods of one namespace, as a tenant would handle them, through kubectl and the API."""
+    """GpuPods of one namespace, as a tenant would handle them: writes through kubectl (what a
+    tenant types), reads and creates through the API."""
 
     def __init__(self, cp: ControlPlane, namespace: str) -> None:
         self.cp, self.ns = cp, namespace
+        self.path = f"{API}/namespaces/{namespace}/gpupods"
 
     def apply(self, obj: dict[str, Any]) -> None:
         self.cp.kubectl("apply", "-n", self.ns, "-f", "-", input=json.dumps(obj))
 
     def create(self, name: str, **spec: Any) -> dict[str, Any]:
-        return self.cp.request(
-            "POST", f"{API}/namespaces/{self.ns}/gpupods", manifest(name, **spec)
-        )
+        return self.cp.request("POST", self.path, manifest(name, **spec))
 
     def get(self, name: str) -> dict[str, Any] | None:
-        result = self.cp.kubectl("get", "gpupod", name, "-n", self.ns, "-o", "json", check=False)
-        if result.returncode != 0:
-            if "NotFound" in result.stderr:
+        try:
+            return self.cp.request("GET", f"{self.path}/{name}")
+        except ApiError as e:
+            if e.status == 404:
                 return None
-            raise AssertionError(result.stderr)
-        obj: dict[str, Any] = json.loads(result.stdout)
-        return obj
+            raise
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        items = self.cp.request("GET", self.path)["items"]
+        return {item["metadata"]["name"]: item for item in items}
+
+    def create_secret(self, name: str, data: dict[str, str]) -> None:
+        self.cp.request(
+            "POST",
+            f"/api/v1/namespaces/{self.ns}/secrets",
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data},
+        )
 
     def status(self, name: str) -> dict[str, Any]:
         obj = self.get(name)
@@ -90,10 +113,7 @@ class GpuPods:
         wait_for(lambda: self.get(name) is None, timeout, f"GpuPod {self.ns}/{name} to be gone")
 
     def condition(self, name: str, type_: str) -> dict[str, Any]:
-        for c in self.status(name).get("conditions") or []:
-            if c.get("type") == type_:
-                return dict(c)
-        return {}
+        return condition(self.get(name), type_)
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         items = self.cp.request("GET", f"/api/v1/namespaces/{self.ns}/events")["items"]
@@ -103,10 +123,11 @@ class GpuPods:
         return [e["reason"] for e in self.events(name)]
 
 
+def is_live(pod: dict[str, Any]) -> bool:
+    """Still exists at the provider (TERMINATING pods still count: not confirmed gone)."""
+    return pod.get("status") != "TERMINATED"
+
+
 def live_pods(pods: list[dict[str, Any]], name_prefix: str = "") -> list[dict[str, Any]]:
     """Remote pods that still exist (and bill) in the simulator's own shape."""
-    return [
-        p
-        for p in pods
-        if p["status"] not in ("TERMINATED",) and str(p.get("name", "")).startswith(name_prefix)
-    ]
+    return [p for p in pods if is_live(p) and str(p.get("name", "")).startswith(name_prefix)]

@@ -28,13 +28,13 @@ from typing import Any
 import httpx
 import pytest
 
-from gpupod_operator.devenv.controlplane import ApiError, ControlPlane
+from gpupod_operator.devenv.controlplane import ApiError
 from gpupod_operator.devenv.operator_process import OperatorProcess
 from gpupod_operator.devenv.simulator_process import SimulatorProcess
 from gpupod_operator.domain.spec import remote_name
 
 from .conftest import FAST_SIMULATOR_ARGS, _attach_logs
-from .gpupods import API, manifest
+from .gpupods import GpuPods, condition, is_live, phase
 
 FINALIZER = "gpupod.dev/finalizer"
 IMAGE = "nvidia/cuda:12.4.1-base-ubuntu22.04"
@@ -93,41 +93,19 @@ def poll_until(check: Callable[[], bool], timeout: float, interval: float = 0.05
 # --------------------------------------------------------------------------- Kubernetes side
 
 
-class Cluster:
-    """Bulk access to the GpuPods of one namespace through the API (one call per list)."""
+class Cluster(GpuPods):
+    """GpuPods of one namespace for bulk scenarios: writes through the API too (one request
+    each, no kubectl process), tolerant of objects that are already gone."""
 
-    def __init__(self, cp: ControlPlane, namespace: str) -> None:
-        self.cp, self.ns = cp, namespace
-        self.path = f"{API}/namespaces/{namespace}/gpupods"
-
-    def create(self, name: str, **spec: Any) -> dict[str, Any]:
-        return self.cp.request("POST", self.path, manifest(name, **spec))
-
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, wait: bool = False) -> None:
         try:
             self.cp.request("DELETE", f"{self.path}/{name}")
         except ApiError as e:
             if e.status != 404:
                 raise
 
-    def get(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.cp.request("GET", f"{self.path}/{name}")
-        except ApiError as e:
-            if e.status == 404:
-                return None
-            raise
-
-    def all(self) -> dict[str, dict[str, Any]]:
-        items = self.cp.request("GET", self.path)["items"]
-        return {item["metadata"]["name"]: item for item in items}
-
-    def patch_spec(self, name: str, **spec: Any) -> dict[str, Any]:
-        return self.cp.request("PATCH", f"{self.path}/{name}", {"spec": spec})
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        items = self.cp.request("GET", f"/api/v1/namespaces/{self.ns}/events")["items"]
-        return [e for e in items if name is None or e["involvedObject"]["name"] == name]
+    def patch_spec(self, name: str, **spec: Any) -> None:
+        self.cp.request("PATCH", f"{self.path}/{name}", {"spec": spec})
 
     def event_count(self, name: str, reason: str, type_: str | None = None) -> int:
         return sum(
@@ -139,25 +117,6 @@ class Cluster:
     def reasons(self) -> dict[str, int]:
         """Events of the namespace by reason (Events outlive their GpuPods here: no GC runs)."""
         return dict(sorted(Counter(e["reason"] for e in self.events()).items()))
-
-    def create_secret(self, name: str, data: dict[str, str]) -> None:
-        self.cp.request(
-            "POST",
-            f"/api/v1/namespaces/{self.ns}/secrets",
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data},
-        )
-
-
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return dict(c)
-    return {}
-
-
-def phase(obj: dict[str, Any] | None) -> str | None:
-    value = ((obj or {}).get("status") or {}).get("phase")
-    return str(value) if value is not None else None
 
 
 def settled(obj: dict[str, Any] | None, phase_: str) -> bool:
@@ -171,11 +130,6 @@ def settled(obj: dict[str, Any] | None, phase_: str) -> bool:
 
 
 # --------------------------------------------------------------------------- remote side
-
-
-def is_live(pod: dict[str, Any]) -> bool:
-    """Still exists at the provider (TERMINATING pods still count: not confirmed gone)."""
-    return pod.get("status") != "TERMINATED"
 
 
 def remote_of(sim: SimulatorProcess, namespace: str) -> list[dict[str, Any]]:
