@@ -14,11 +14,20 @@ import kopf
 from gpupod_operator.config import OperatorConfig
 from gpupod_operator.controller import reconciler
 from gpupod_operator.controller.events import EventRecorder
-from gpupod_operator.controller.kube import GROUP, PLURAL, VERSION, KubeApi, login
+from gpupod_operator.controller.kube import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    KubeApi,
+    connection_info,
+    load_configuration,
+)
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.poller import Poller
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.controller.runtime import Runtime
+from gpupod_operator.controller.status_writer import StatusWriter
+from gpupod_operator.provider import YottaProvider
 from gpupod_operator.yotta import YottaClient
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -48,9 +57,9 @@ class _DiffBase(kopf.AnnotationsDiffBaseStorage):
 
 
 @kopf.on.login()
-def login_handler(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
-    # The same identity for kopf and for our own client (kube.KubeApi), whatever is installed.
-    return login(settings)
+async def login_handler(**_: Any) -> kopf.ConnectionInfo:
+    # The official client's loaders (exec plugins included) for kopf too: one identity.
+    return connection_info(await load_configuration())
 
 
 @kopf.on.startup()
@@ -82,19 +91,22 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         burst=config.burst,
         observer=metrics.observe_call,
     )
-    kube = KubeApi(settings)
-    events = EventRecorder(kube)
+    provider = YottaProvider(yotta, snapshot_ttl=config.sync_interval)
+    kube = await KubeApi.connect()
+    events = EventRecorder(kube.post_event)
+    memo.events_task = asyncio.create_task(events.run(), name="gpupod-events")
     registry = Registry()
+    writer = StatusWriter(kube, registry, events, metrics)
     poller = Poller(
-        yotta,
-        kube,
+        provider,
+        writer,
         events,
         registry,
         metrics,
         interval=config.sync_interval,
         fast_interval=config.fast_sync_interval,
     )
-    memo.runtime = Runtime(config, yotta, kube, events, registry, poller, metrics)
+    memo.runtime = Runtime(config, provider, kube, writer, events, registry, poller, metrics)
     # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod.
     await poller.poll_once()
     memo.poller_task = asyncio.create_task(poller.run(), name="gpupod-poller")
@@ -109,7 +121,13 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await asyncio.gather(task, return_exceptions=True)
     rt: Runtime | None = memo.get("runtime")
     if rt is not None:
-        await rt.yotta.aclose()
+        await rt.events.drain(within=5)
+    events_task: asyncio.Task[None] | None = memo.get("events_task")
+    if events_task is not None:
+        events_task.cancel()
+        await asyncio.gather(events_task, return_exceptions=True)
+    if rt is not None:
+        await rt.provider.aclose()
         await rt.kube.aclose()
 
 
@@ -127,17 +145,13 @@ async def track(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
-async def reconcile(
-    body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any
-) -> None:
-    await reconciler.reconcile(memo.runtime, body, patch, retry)
+async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    await reconciler.reconcile(memo.runtime, body, retry)
 
 
 @kopf.on.delete(*RESOURCE)
-async def finalize(
-    body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any
-) -> None:
-    await reconciler.finalize(memo.runtime, body, patch, retry)
+async def finalize(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    await reconciler.finalize(memo.runtime, body, retry)
 
 
 @kopf.on.probe(id="remote")

@@ -1,8 +1,13 @@
-"""A small async Kubernetes client for what kopf does not do for us: status patches from the
-poller, Secret reads, and Events. It uses the same credentials as kopf (see `login`).
+"""Kubernetes I/O beyond kopf's own, on the official client (`kubernetes.aio`).
 
-httpx rather than the official `kubernetes` package: async, one connection pool, and no
-60 MB import (kopf's own docs measure the official client as most of an operator's memory).
+One login for kopf and for us (`load_configuration`): the in-cluster service account first,
+then KUBECONFIG with every auth method the official loader knows (exec credential plugins for
+EKS/GKE/OIDC, tokens, client certificates), which kopf's own kubeconfig parser does not run.
+
+Every call retries what client-go retries (429, 5xx, refused or reset connections) with the
+official client's `retry.on_error`, logs in again in place on a 401 (bound tokens rotate; the
+shared connection pool stays open for the requests in flight), and raises one of three errors:
+`Conflict` (the precondition failed), `Gone` (no such object), `KubeError` (anything else).
 """
 
 from __future__ import annotations
@@ -10,15 +15,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import json
+import logging
 import os
-import ssl
-import tempfile
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import kopf
+from kubernetes.aio import client as k8s
+from kubernetes.aio import config as k8s_config
+from kubernetes.aio.config.config_exception import ConfigException
+
+# The library's retry module re-exports Backoff without listing it in __all__.
+from kubernetes.aio.utils.retry import Backoff, on_error  # type: ignore[attr-defined]
 
 GROUP = "gpupod.dev"
 VERSION = "v1alpha1"
@@ -26,11 +38,17 @@ PLURAL = "gpupods"
 KIND = "GpuPod"
 API_VERSION = f"{GROUP}/{VERSION}"
 COMPONENT = "gpupod-operator"
+MAX_CONNECTIONS = 20
+# client-go's DefaultBackoff shape, a little longer: an apiserver restart takes seconds.
+RETRY = Backoff(steps=5, duration=0.2, factor=2.5, jitter=0.2, cap=5.0)
+_RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+log = logging.getLogger(__name__)
 
 
 class KubeError(Exception):
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"Kubernetes API answered {status}: {message}")
+        super().__init__(f"Kubernetes API answered {status}: {message}" if status else message)
         self.status = status
 
 
@@ -54,151 +72,177 @@ class ObjectRef:
         meta = body["metadata"]
         return cls(meta["namespace"], meta["name"], meta["uid"], meta.get("resourceVersion"))
 
+    def at(self, resource_version: str | None) -> ObjectRef:
+        return ObjectRef(self.namespace, self.name, self.uid, resource_version)
 
-def login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
-    """In-cluster service account first, then KUBECONFIG: the same order kubectl uses."""
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
-    )
-    if info is None:
-        raise kopf.LoginError(
-            "no service account token and no KUBECONFIG: cannot reach the cluster"
+
+async def load_configuration() -> k8s.Configuration:
+    """In-cluster service account first, then KUBECONFIG: the order kubectl uses."""
+    cfg = k8s.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        return cfg
+    except ConfigException:
+        pass
+    path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+    try:
+        await k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, client_configuration=cfg, persist_config=False
         )
-    return info
+    except (ConfigException, OSError) as e:
+        raise kopf.LoginError(
+            f"no service account token and no usable KUBECONFIG: cannot reach the cluster ({e})"
+        ) from None
+    return cfg
 
 
-def _pem(data: str | bytes) -> bytes:
-    raw = data.encode() if isinstance(data, str) else data
-    return raw if raw.lstrip().startswith(b"-----") else base64.b64decode(raw)
+def _authorization(cfg: k8s.Configuration) -> tuple[str | None, str | None]:
+    """(scheme, token) from the loaded credentials, if they are a token."""
+    header = cfg.api_key.get("BearerToken") or cfg.api_key.get("authorization")
+    if not header:
+        return None, None
+    scheme, _, token = str(header).partition(" ")
+    return (scheme.capitalize(), token) if token else ("Bearer", scheme)
 
 
-def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
-    if info.insecure:
-        return False
-    ctx = ssl.create_default_context()
-    if info.ca_path:
-        ctx.load_verify_locations(cafile=os.fsdecode(info.ca_path))
-    if info.ca_data:
-        ctx.load_verify_locations(cadata=_pem(info.ca_data).decode())
-    cert = info.certificate_path
-    key = info.private_key_path
-    if info.certificate_data and info.private_key_data:
-        # ssl needs files for a client certificate; keep them private and short-lived.
-        with tempfile.TemporaryDirectory() as tmp:
-            cert = os.path.join(tmp, "tls.crt")
-            key = os.path.join(tmp, "tls.key")
-            for path, data in ((cert, info.certificate_data), (key, info.private_key_data)):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(_pem(data))
-            ctx.load_cert_chain(cert, key)
-    elif cert and key:
-        ctx.load_cert_chain(os.fsdecode(cert), os.fsdecode(key))
-    return ctx
+def connection_info(cfg: k8s.Configuration) -> kopf.ConnectionInfo:
+    """The same identity for kopf's own watches and patches."""
+    scheme, token = _authorization(cfg)
+    username = password = None
+    if scheme == "Basic" and token:
+        username, _, password = base64.b64decode(token).decode().partition(":")
+        scheme = token = None
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme,
+        token=token,
+        username=username,
+        password=password,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        # kopf logs in again before this; an exec plugin is then run again.
+        expiration=None,
+    )
 
 
-MAX_CONNECTIONS = 20
+def _retriable(error: Exception) -> bool:
+    if isinstance(error, k8s.ApiException):
+        return error.status in _RETRIED_STATUSES
+    return isinstance(error, TimeoutError | aiohttp.ClientError | OSError)
+
+
+def _message(error: k8s.ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason)
 
 
 class KubeApi:
-    def __init__(self, settings: kopf.OperatorSettings, *, timeout: float = 30.0) -> None:
-        self._settings = settings
-        self._timeout = timeout
-        self._client = self._connect()
-        # Queue here, not in httpcore: its pool rescans every waiting request on each event,
-        # which cost ~20% of the operator's CPU with 1000 GpuPods created at once (make bench).
-        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+    def __init__(self, cfg: k8s.Configuration) -> None:
+        cfg.connection_pool_maxsize = MAX_CONNECTIONS
+        self._cfg = cfg
+        self._api = k8s.ApiClient(cfg)
+        self._api.user_agent = COMPONENT
+        self._custom = k8s.CustomObjectsApi(self._api)
+        self._core = k8s.CoreV1Api(self._api)
+        self._relogin = asyncio.Lock()
 
-    def _connect(self) -> httpx.AsyncClient:
-        info = login(self._settings)
-        headers = {"User-Agent": COMPONENT}
-        if info.token:
-            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-        return httpx.AsyncClient(
-            base_url=info.server,
-            verify=_ssl_context(info),
-            headers=headers,
-            timeout=self._timeout,
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
-            ),
-        )
+    @classmethod
+    async def connect(cls) -> KubeApi:
+        return cls(await load_configuration())
 
     def __repr__(self) -> str:
-        return f"KubeApi({self._client.base_url})"
+        return f"KubeApi({self._cfg.host})"
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._api.close()  # type: ignore[no-untyped-call]
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        async with self._slots:
-            response = await self._client.request(method, path, **kwargs)
-            if response.status_code == 401:
-                # Bound service-account tokens rotate: log in again once, then retry.
-                await self._client.aclose()
-                self._client = self._connect()
-                response = await self._client.request(method, path, **kwargs)
-        if response.status_code == 404:
-            raise Gone(404, _reason(response))
-        if response.status_code == 409:
-            raise Conflict(409, _reason(response))
-        if response.status_code >= 400:
-            raise KubeError(response.status_code, _reason(response))
-        return response.json() if response.content else None
+    async def _refresh_credentials(self) -> None:
+        """Load the credentials again into the live Configuration: requests in flight keep
+        their connections (closing the client under them was the old bug)."""
+        async with self._relogin:
+            fresh = await load_configuration()
+            self._cfg.api_key = dict(fresh.api_key)
+            self._cfg.refresh_api_key_hook = fresh.refresh_api_key_hook
 
-    async def patch_status(
-        self, ref: ObjectRef, status: dict[str, Any], *, precondition: bool = False
-    ) -> dict[str, Any]:
-        """Merge-patch the status subresource. With `precondition`, only if the object is still
-        at `ref.resource_version` (else Conflict), so a stale writer cannot undo a newer one."""
+    async def _call(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        async def attempt() -> Any:
+            try:
+                return await call()
+            except k8s.ApiException as e:
+                if e.status != 401:
+                    raise
+                await self._refresh_credentials()
+                return await call()
+
+        try:
+            return await on_error(RETRY, _retriable, attempt)
+        except k8s.ApiException as e:
+            status = int(e.status or 0)
+            error = {404: Gone, 409: Conflict}.get(status, KubeError)
+            raise error(status, _message(e)) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise KubeError(0, f"cannot reach the Kubernetes API: {e!r}") from None
+
+    async def get(self, ref: ObjectRef) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            lambda: self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, ref.namespace, PLURAL, ref.name
+            )
+        )
+        return result
+
+    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource, only if the object is still at
+        `ref.resource_version` (else Conflict): a stale writer never undoes a newer one."""
         body: dict[str, Any] = {"status": status}
-        if precondition and ref.resource_version:
+        if ref.resource_version:
             body["metadata"] = {"resourceVersion": ref.resource_version}
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}/status"
-        result: dict[str, Any] = await self._request(
-            "PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"}
+        result: dict[str, Any] = await self._call(
+            lambda: self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                ref.namespace,
+                PLURAL,
+                ref.name,
+                body,
+                _content_type="application/merge-patch+json",
+            )
         )
         return result
 
     async def get_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The decoded data of a Secret, or None when it does not exist."""
         try:
-            secret = await self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+            secret = await self._call(lambda: self._core.read_namespaced_secret(name, namespace))
         except Gone:
             return None
-        data = secret.get("data") or {}
+        data = secret.data or {}
         return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in data.items()}
 
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": f"{ref.name[:200]}.{uuid.uuid4().hex[:12]}",
-                "namespace": ref.namespace,
-            },
-            "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "namespace": ref.namespace,
-                "name": ref.name,
-                "uid": ref.uid,
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        await self._request("POST", f"/api/v1/namespaces/{ref.namespace}/events", json=event)
-
-
-def _reason(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("message") or response.reason_phrase)
-    except ValueError:
-        return response.reason_phrase
+        now = dt.datetime.now(dt.UTC)
+        event = k8s.CoreV1Event(
+            metadata=k8s.V1ObjectMeta(
+                name=f"{ref.name[:200]}.{uuid.uuid4().hex[:12]}", namespace=ref.namespace
+            ),
+            involved_object=k8s.V1ObjectReference(
+                api_version=API_VERSION,
+                kind=KIND,
+                namespace=ref.namespace,
+                name=ref.name,
+                uid=ref.uid,
+            ),
+            type=type_,
+            reason=reason,
+            message=message,
+            source=k8s.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        await self._call(lambda: self._core.create_namespaced_event(ref.namespace, event))

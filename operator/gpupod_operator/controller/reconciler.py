@@ -2,44 +2,39 @@
 
 The handlers call `reconcile` (create/update/resume) and `finalize` (delete). Both loop:
 decide -> act -> record what happened -> decide again, until the decision is to wait (a
-`kopf.TemporaryError`, so kopf retries later), to stop, or that all is done. Status changes are
-collected in `out` and handed to kopf's patch, which kopf applies even when we raise.
+`kopf.TemporaryError`, so kopf retries later), to stop, or that all is done. What the attempt
+learns is collected (facts, the observed pod, the Synced outcome) and written ONCE at the end
+through the status writer, which projects it onto the latest status with a precondition.
 
-The one write that cannot wait for kopf's patch is the create marker: it must be stored
-before the POST, so that a crash or a lost answer is always followed by a lookup by name
-instead of a second create.
+The one write that cannot wait is the create marker: it is stored before the POST, so that a
+crash or a lost answer is always followed by a lookup by name instead of a second create, and
+it is a compare-and-swap on the resourceVersion this attempt decided on. A 409 there is the
+fence (a stale body, or another operator process during a handover): the attempt reads the
+GpuPod again and decides anew, and never POSTs on the old view.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
 
-from gpupod_operator.controller.kube import KubeError, ObjectRef
+from gpupod_operator.controller.kube import Conflict, Gone, KubeError, ObjectRef
 from gpupod_operator.controller.runtime import Runtime
 from gpupod_operator.controller.secrets import SecretMissing, resolve_secret_env
 from gpupod_operator.domain import decisions as d
+from gpupod_operator.domain import failures as f
 from gpupod_operator.domain import status as st
 from gpupod_operator.domain.spec import GpuPodSpec, build_create_request, remote_name, spec_hash
-from gpupod_operator.yotta import (
-    InvalidRequest,
-    InvalidState,
-    NotFound,
-    OutcomeUnknown,
-    Pod,
-    Transient,
-    Unauthorized,
-    YottaError,
-)
+from gpupod_operator.yotta import Pod
 
 log = logging.getLogger(__name__)
 
 MAX_STEPS = 12  # actions per handler call; every path to Done/Wait/Stop is shorter
+MAX_REREADS = 3  # fresh reads after a lost compare-and-swap, per handler call
 
 
 def _now() -> dt.datetime:
@@ -52,44 +47,55 @@ def _parse_time(value: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def backoff(retry: int, retry_after: float | None = None) -> float:
-    """Seconds before kopf retries: the provider's Retry-After, else jittered exponential."""
-    if retry_after:
-        return max(1.0, retry_after)
-    return min(60.0, 2.0 ** min(retry, 6)) * random.uniform(0.8, 1.2)
+def _operation(action: d.Action) -> f.Operation:
+    match action:
+        case d.Create():
+            return f.Operation.CREATE
+        case d.Pause():
+            return f.Operation.PAUSE
+        case d.Resume():
+            return f.Operation.RESUME
+        case d.Delete():
+            return f.Operation.DELETE
+    return f.Operation.OBSERVE
+
+
+class Stale(Exception):
+    """The GpuPod changed since this attempt read it: decide again from a fresh read."""
 
 
 @dataclass
 class Attempt:
-    """One handler call's view of one GpuPod, and the status it will write."""
+    """One handler call's view of one GpuPod, and what it will write."""
 
     rt: Runtime
     ref: ObjectRef
     spec: GpuPodSpec
     generation: int
-    conditions: list[dict[str, Any]]
+    status: dict[str, Any]
     desired: d.Desired
     recorded: d.Recorded
     reported: str | None  # the Synced reason the status shows now, to avoid repeating Events
-    phase: str | None  # the phase the status shows now
-    out: dict[str, Any] = field(default_factory=dict)
-    observed: d.Observed | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # status fields this attempt decided
+    sync: st.Sync | None = None
+    observed: st.Observed | None = None
     lookup: d.NameLookup | None = None
 
     @classmethod
     def of(cls, rt: Runtime, body: Any) -> Attempt:
-        meta, status = body["metadata"], body.get("status") or {}
+        meta, status = body["metadata"], dict(body.get("status") or {})
         spec = GpuPodSpec.parse(body["spec"])
         pending = status.get("createPending") or {}
         name = pending.get("remoteName") or status.get("remoteName")
-        conditions = list(status.get("conditions") or [])
-        synced: dict[str, Any] = next((c for c in conditions if c.get("type") == st.SYNCED), {})
+        synced: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == st.SYNCED), {}
+        )
         return cls(
             rt=rt,
             ref=ObjectRef.of(body),
             spec=spec,
             generation=int(meta.get("generation") or 0),
-            conditions=conditions,
+            status=status,
             desired=d.Desired(
                 spec_hash=spec_hash(spec),
                 paused=spec.paused,
@@ -103,33 +109,37 @@ class Attempt:
                 spec_hash=status.get("specHash"),
                 replacing=bool(status.get("replacing")),
             ),
-            reported=synced.get("reason") if synced.get("status") == "False" else None,
-            phase=status.get("phase"),
+            reported=synced.get("reason") if synced.get("status") != "True" else None,
         )
 
-    # ------------------------------------------------------------ status bookkeeping
+    # ------------------------------------------------------------ status
 
-    def show_pod(self, pod: Pod | None) -> None:
-        observed = st.observed_status(pod, self.spec.gpuCount)
-        if observed.get("phase") is None:
-            observed.pop("phase")
-        self.out.update(observed)
+    def _project(self, current: Any, generation: int) -> dict[str, Any] | None:
+        return st.project(
+            current,
+            now=_now(),
+            gpu_count=self.spec.gpuCount,
+            generation=generation,
+            seen=self.observed,
+            facts=self.facts,
+            sync=self.sync,
+        )
 
-    def synced(self, ok: bool, reason: str, message: str) -> None:
-        now = _now()
-        phase = self.out.get("phase")
-        updates = [
-            st.condition(st.SYNCED, ok, reason, message, self.generation, now, self.conditions)
-        ]
-        if phase is not None:
-            updates.append(st.ready_condition(phase, now, self.conditions))
-        self.out["conditions"] = st.merge_conditions(self.conditions, *updates)
-        self.out["lastSyncTime"] = st.now_iso(now)
-        if ok:
-            self.out["observedGeneration"] = self.generation
+    async def save(self) -> None:
+        """Write what this attempt learned (nothing, if the status would not change)."""
+        await self.rt.status.write(self.ref, self.status, self.generation, self._project)
+
+    def fail(self, reason: str, message: str, delay: float) -> kopf.TemporaryError:
+        """Report a problem on the GpuPod (once per reason as an Event) and retry later."""
+        self.sync = st.Sync.failed(reason, message)
+        if self.reported != reason:
+            self.rt.events.warning(self.ref, reason, message)
+        self.rt.metrics.reconcile_errors.labels(reason).inc()
+        return kopf.TemporaryError(message, delay=delay)
 
     def record_pod(self, pod: Pod) -> None:
-        """We own this pod now: remember its ID and what it was built from."""
+        """We own this pod now: remember its ID and what it was built from. The ID and the
+        marker's removal are ONE write, so no crash can lose both."""
         self.recorded = replace(
             self.recorded,
             pod_id=pod.id,
@@ -137,101 +147,77 @@ class Attempt:
             spec_hash=self.desired.spec_hash,
             replacing=False,
         )
-        self.out.update(
+        self.facts.update(
             podId=pod.id,
             remoteName=self.recorded.remote_name,
             specHash=self.desired.spec_hash,
             createPending=None,
             replacing=None,
         )
-        self.observed = d.Observed(pod)
-
-    async def fail(self, reason: str, message: str, delay: float) -> kopf.TemporaryError:
-        """Report a problem on the GpuPod (once per reason as an Event) and retry later."""
-        self.synced(False, reason, message)
-        if self.reported != reason:
-            await self.rt.events.warning(self.ref, reason, message)
-        self.rt.metrics.reconcile_errors.labels(reason).inc()
-        return kopf.TemporaryError(message, delay=delay)
+        self.observed = st.Observed(pod)
 
     # ------------------------------------------------------------ remote reads
 
     async def observe(self) -> None:
-        """The pod by ID: from the poller's latest list when that is still valid (after a
-        restart, every GpuPod resumes without a GET of its own), else a GET."""
         pod_id = self.recorded.pod_id
         assert pod_id is not None
-        cached = self.rt.poller.cached(pod_id)
-        if cached is not None:
-            self.observed = d.Observed(cached)
-            return
-        try:
-            self.observed = d.Observed(await self.rt.yotta.get_pod(pod_id))
-        except NotFound:
-            self.observed = d.Observed(None)
+        self.observed = st.Observed(await self.rt.provider.observe(pod_id))
 
     async def look_up(self) -> None:
-        """Our pods by name, from a list sent after the create marker was written."""
-        since = self.recorded.pending_since
-        name = self.recorded.remote_name
-        # Not merely "sent after the marker": the marker precedes the POST (and is stored to
-        # the second), so such a list can predate the pod. It must be sent after our last
-        # POST for this name ended too (`create` touches the name then).
-        snap = self.rt.poller.snapshot_after(since, name) if since is not None else None
-        if snap is not None:
-            pods, taken_at = list(snap.pods.values()), snap.taken_at
-        else:
-            taken_at = _now()
-            pods = await self.rt.yotta.list_pods()
-        mine = [p for p in pods if p.name == self.recorded.remote_name]
-        self.lookup = d.NameLookup(mine, taken_at)
+        assert self.recorded.pending_since is not None
+        self.lookup = await self.rt.provider.look_up(
+            self.recorded.remote_name, self.recorded.pending_since
+        )
 
     # ------------------------------------------------------------ remote writes
+
+    async def write_marker(self, since: dt.datetime) -> None:
+        """The create marker, as a compare-and-swap at the version this attempt decided on."""
+        marker = {
+            "createPending": {"remoteName": self.recorded.remote_name, "since": st.now_iso(since)},
+            "remoteName": self.recorded.remote_name,
+            "phase": st.Phase.CREATING.value,
+        }
+        patch = st.project(
+            self.status, now=since, gpu_count=self.spec.gpuCount, facts={**self.facts, **marker}
+        )
+        assert patch is not None, "a new marker always changes the status"
+        try:
+            result = await self.rt.kube.patch_status(self.ref, patch)
+        except Conflict:
+            raise Stale() from None
+        self.rt.metrics.status_patches.inc()
+        self.ref = ObjectRef.of(result)
+        self.status = dict(result.get("status") or {})
+        self.facts.clear()  # written
+        self.recorded = replace(self.recorded, pending_since=since)
 
     async def create(self) -> None:
         secret_values = await resolve_secret_env(self.rt.kube, self.ref.namespace, self.spec)
         request = build_create_request(self.spec, self.recorded.remote_name, secret_values)
-        since = _now()
-        marker = {"remoteName": self.recorded.remote_name, "since": st.now_iso(since)}
         # Stored BEFORE the POST (see the module docstring); if this fails, nothing is created.
-        await self.rt.kube.patch_status(
-            self.ref,
-            {"createPending": marker, "remoteName": self.recorded.remote_name, "phase": "Creating"},
-        )
-        self.recorded = replace(self.recorded, pending_since=since)
-        try:
-            pod = await self.rt.yotta.create_pod(request)
-        finally:
-            # Survival suite fix (a lost create answer, then a lookup in the poller's list sent
-            # between the marker and the POST, created a second pod): from now on the pod may
-            # exist, so lists sent before this moment cannot rule it out.
-            self.rt.poller.touch(self.recorded.remote_name)
+        await self.write_marker(_now())
+        pod = await self.rt.provider.create(request)
         self.record_pod(pod)
         self.rt.poller.poke()
-        await self.rt.events.normal(
+        self.rt.events.normal(
             self.ref, "Created", f"created remote pod {pod.id} ({self.recorded.remote_name})"
         )
 
     async def adopt(self, action: d.Adopt) -> None:
         self.record_pod(action.pod)
-        await self.rt.events.normal(
+        self.rt.events.normal(
             self.ref, "Adopted", f"found remote pod {action.pod.id} from an unconfirmed create"
         )
         for dup in action.duplicates:
-            try:
-                await self.rt.yotta.delete_pod(dup.id)
-            except NotFound:
-                continue
-            await self.rt.events.warning(
+            await self.rt.provider.delete(dup.id)
+            self.rt.events.warning(
                 self.ref, "DuplicateDeleted", f"deleted duplicate remote pod {dup.id}"
             )
 
     async def act(self, action: d.Action) -> None:
         """Perform one non-final action and update what we know."""
-        yotta, events, ref = self.rt.yotta, self.rt.events, self.ref
-        if isinstance(action, d.Pause | d.Resume | d.Delete):
-            # Lists sent before or during the call may show the pod as it was.
-            self.rt.poller.touch(action.pod_id)
+        provider, events, ref = self.rt.provider, self.rt.events, self.ref
         match action:
             case d.Observe():
                 await self.observe()
@@ -242,119 +228,134 @@ class Attempt:
             case d.Adopt():
                 await self.adopt(action)
             case d.Pause(pod_id=pod_id):
-                # Before the call: its answer may be lost after it took effect (see
+                # Recorded even if the answer is lost after the pause took effect (see
                 # handlers._DiffBase for why this must reach the status even then).
-                self.out["pausedApplied"] = True
-                await yotta.pause_pod(pod_id)
-                await events.normal(ref, "Pausing", f"pausing remote pod {pod_id}")
+                self.facts["pausedApplied"] = True
                 self.observed = None
+                await provider.pause(pod_id)
+                events.normal(ref, "Pausing", f"pausing remote pod {pod_id}")
             case d.Resume(pod_id=pod_id):
-                self.out["pausedApplied"] = False  # before the call, as for Pause
-                await yotta.resume_pod(pod_id)
-                await events.normal(ref, "Resuming", f"resuming remote pod {pod_id}")
+                self.facts["pausedApplied"] = False  # as for Pause
                 self.observed = None
+                await provider.resume(pod_id)
+                events.normal(ref, "Resuming", f"resuming remote pod {pod_id}")
             case d.Delete(pod_id=pod_id, reason=reason, replace=replacing):
                 if replacing:
-                    # Before the call, as for a pause: the answer may be lost after it worked.
+                    # Recorded before the call, as for a pause: the answer may be lost after
+                    # it worked, and a started replacement must complete.
                     self.recorded = replace(self.recorded, replacing=True)
-                    self.out["replacing"] = True
-                await yotta.delete_pod(pod_id)
-                await events.normal(ref, "Deleting", f"deleting remote pod {pod_id}: {reason}")
-                self.out.update(phase=st.Phase.TERMINATING.value, message=f"deleting: {reason}")
+                    self.facts["replacing"] = True
                 self.observed = None
+                await provider.delete(pod_id)
+                events.normal(ref, "Deleting", f"deleting remote pod {pod_id}: {reason}")
+                self.facts.update(phase=st.Phase.TERMINATING.value, message=f"deleting: {reason}")
             case d.Forget():
-                await events.normal(
+                events.normal(
                     ref, "Recreating", f"remote pod {self.recorded.pod_id} is gone; creating anew"
                 )
                 self.recorded = replace(self.recorded, pod_id=None, spec_hash=None)
-                self.out.update(podId=None, specHash=None)
+                self.facts.update(podId=None, specHash=None)
                 self.observed = self.lookup = None
         if isinstance(action, d.Pause | d.Resume | d.Delete):
-            self.rt.poller.touch(action.pod_id)
             self.rt.poller.poke()
 
 
-async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, retry: int) -> None:
-    a = Attempt.of(rt, body)
+async def _fresh(rt: Runtime, ref: ObjectRef) -> Any | None:
+    """The GpuPod as stored now; None when it is gone or is another object by now."""
     try:
-        await _reconcile_steps(a, retry)
-    finally:
-        # Nothing new (e.g. every GpuPod resumed after a restart): no write at all.
-        if st.status_changed(dict(body.get("status") or {}), a.out):
-            patch.status.update(a.out)
+        body = await rt.kube.get(ref)
+    except Gone:
+        return None
+    return body if body["metadata"].get("uid") == ref.uid else None
+
+
+async def _run(
+    rt: Runtime, body: Any, retry: int, steps: Any, *, save_on_success: bool = True
+) -> None:
+    """Run `steps` on an Attempt, re-reading the GpuPod after a lost compare-and-swap, and
+    write what it learned at the end, whatever happened."""
+    for _ in range(MAX_REREADS):
+        a = Attempt.of(rt, body)
+        try:
+            await steps(a, retry)
+        except Stale:
+            log.info("%s/%s changed meanwhile; deciding again", a.ref.namespace, a.ref.name)
+            body = await _fresh(rt, a.ref)
+            if body is None:
+                return
+            continue
+        except Exception:
+            try:
+                await a.save()
+            except KubeError as e:  # the error already raised says more
+                log.warning("status of %s/%s not written: %s", a.ref.namespace, a.ref.name, e)
+            raise
+        if save_on_success:
+            try:
+                await a.save()
+            except KubeError as e:
+                raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=f.backoff(retry)) from e
+        return
+    raise kopf.TemporaryError("the GpuPod keeps changing; trying again", delay=1)
+
+
+async def reconcile(rt: Runtime, body: Any, retry: int) -> None:
+    await _run(rt, body, retry, _reconcile_steps)
 
 
 async def _reconcile_steps(a: Attempt, retry: int) -> None:
     for _ in range(MAX_STEPS):
         action = d.reconcile(a.desired, a.recorded, a.observed, a.lookup)
         match action:
-            case d.Done(pod=pod):
-                a.show_pod(pod)
-                a.synced(True, "Reconciled", "the remote pod matches the spec")
-                await a.rt.events.transition(a.ref, a.phase, a.out, a.recorded.pod_id)
+            case d.Done():
+                a.sync = st.Sync.ok()
                 return
             case d.Stop(reason=reason, message=message, phase=phase):
-                if a.observed is not None:
-                    a.show_pod(a.observed.pod)
                 if phase:
-                    a.out["phase"] = phase
-                a.out["message"] = message
-                a.synced(False, reason, message)
+                    a.facts["phase"] = phase
+                a.facts["message"] = message
+                a.sync = st.Sync.failed(reason, message)
                 if a.reported != reason:
-                    await a.rt.events.warning(a.ref, reason, message)
+                    a.rt.events.warning(a.ref, reason, message)
                 return
-            case d.Wait(reason=reason, message=message, delay=delay):
-                if a.observed is not None:
-                    a.show_pod(a.observed.pod)
-                a.synced(False, reason, message)
+            case d.Wait(reason=reason, message=message, delay=delay, unsure=unsure):
+                a.sync = (st.Sync.unknown if unsure else st.Sync.failed)(reason, message)
                 raise kopf.TemporaryError(message, delay=delay)
         try:
             await a.act(action)
-        except InvalidRequest as e:
-            if isinstance(action, d.Create):
+        except f.ProviderError as e:
+            if e.kind == f.FailureKind.GONE:
+                a.observed = st.Observed(None)
+                continue
+            policy = f.policy(e.kind, _operation(action))
+            if policy.observe_again:
+                a.observed = None  # it changed under us: look again
+                raise kopf.TemporaryError(policy.describe(e), delay=policy.delay or 2) from None
+            if policy.terminal:
                 # Permanent: the API refused the spec. No retry storm; a spec change retries.
-                a.out.update(phase=st.Phase.FAILED.value, createPending=None, message=str(e))
-                a.synced(False, "CreateRejected", f"the Yotta API rejected the pod: {e}")
-                await a.rt.events.warning(a.ref, "CreateRejected", str(e))
-                a.rt.metrics.reconcile_errors.labels("CreateRejected").inc()
+                message = policy.describe(e)
+                a.facts.update(phase=st.Phase.FAILED.value, createPending=None, message=str(e))
+                a.sync = st.Sync.failed(policy.reason, message)
+                a.rt.events.warning(a.ref, policy.reason, str(e))
+                a.rt.metrics.reconcile_errors.labels(policy.reason).inc()
                 return
-            raise await a.fail("RequestRejected", str(e), 60) from None
-        except InvalidState:
-            a.observed = None  # it changed under us: look again
-            raise kopf.TemporaryError("the remote pod changed state; retrying", delay=2) from None
-        except NotFound:
-            a.observed = d.Observed(None)
+            raise a.fail(
+                policy.reason, policy.describe(e), f.delay(policy, retry, e.retry_after)
+            ) from None
         except SecretMissing as e:
-            a.out.setdefault("phase", st.Phase.PENDING.value)
-            raise await a.fail("SecretNotFound", str(e), 10) from None
-        except OutcomeUnknown as e:
-            raise await a.fail(
-                "CreateUnconfirmed", f"the create's outcome is unknown ({e}); looking it up", 2
-            ) from None
-        except Unauthorized as e:
-            raise await a.fail("Unauthorized", f"the Yotta API refused the key: {e}", 60) from None
-        except Transient as e:
-            raise await a.fail(
-                "ProviderUnavailable", str(e), backoff(retry, e.retry_after)
-            ) from None
-        except YottaError as e:
-            raise await a.fail("ProviderError", str(e), backoff(retry)) from None
+            a.facts.setdefault("phase", a.status.get("phase") or st.Phase.PENDING.value)
+            raise a.fail("SecretNotFound", str(e), 10) from None
+        except Stale:
+            raise
         except KubeError as e:
-            raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=backoff(retry)) from None
+            raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=f.backoff(retry)) from None
     raise kopf.TemporaryError("still converging", delay=1)
 
 
-async def finalize(rt: Runtime, body: Any, patch: kopf.Patch, retry: int) -> None:
-    """Returns when the finalizer may go: remote pod gone (or orphaned on purpose)."""
-    a = Attempt.of(rt, body)
-    releasing = False
-    try:
-        await _finalize_steps(a, retry)
-        releasing = True
-    finally:
-        # Once released, the GpuPod is gone with the finalizer: a status write would be waste.
-        if not releasing:
-            patch.status.update(a.out)
+async def finalize(rt: Runtime, body: Any, retry: int) -> None:
+    """Returns when the finalizer may go: remote pod gone (or orphaned on purpose). Once
+    released, the GpuPod is gone with the finalizer: a status write would be waste."""
+    await _run(rt, body, retry, _finalize_steps, save_on_success=False)
 
 
 async def _finalize_steps(a: Attempt, retry: int) -> None:
@@ -363,30 +364,30 @@ async def _finalize_steps(a: Attempt, retry: int) -> None:
         match action:
             case d.Release(reason=reason, message=message):
                 if reason == "Orphaned":
-                    await a.rt.events.warning(a.ref, "Orphaned", message)
+                    a.rt.events.warning(a.ref, "Orphaned", message)
                 else:
-                    await a.rt.events.normal(a.ref, reason, message)
+                    a.rt.events.normal(a.ref, reason, message)
                 return
             case d.Wait(message=message, delay=delay):
-                a.out.update(phase=st.Phase.TERMINATING.value, message=message)
+                a.facts.update(phase=st.Phase.TERMINATING.value, message=message)
                 raise kopf.TemporaryError(message, delay=delay)
         try:
             await a.act(action)
-        except NotFound:
-            a.observed = d.Observed(None)
-        except (InvalidRequest, InvalidState, Unauthorized, YottaError) as e:
-            retry_after = e.retry_after if isinstance(e, Transient) else None
-            message = (
-                f"cannot delete remote pod {a.recorded.pod_id}: {e}. The finalizer stays until "
-                "the provider confirms; to give up and keep the pod, set "
-                "spec.deletionPolicy: Orphan"
-            )
-            a.out.update(message=message)
-            a.synced(False, "DeleteFailed", message)
+        except f.ProviderError as e:
+            if e.kind == f.FailureKind.GONE:
+                a.observed = st.Observed(None)
+                continue
+            message = f"remote pod {a.recorded.pod_id}: {f.DELETE_FAILED.describe(e)}"
+            a.facts.update(message=message)
+            a.sync = st.Sync.failed(f.DELETE_FAILED.reason, message)
             if retry == 0 or retry % 10 == 0:
-                await a.rt.events.warning(a.ref, "DeleteFailed", message)
-            a.rt.metrics.reconcile_errors.labels("DeleteFailed").inc()
-            raise kopf.TemporaryError(message, delay=backoff(retry, retry_after)) from None
+                a.rt.events.warning(a.ref, f.DELETE_FAILED.reason, message)
+            a.rt.metrics.reconcile_errors.labels(f.DELETE_FAILED.reason).inc()
+            raise kopf.TemporaryError(
+                message, delay=f.delay(f.DELETE_FAILED, retry, e.retry_after)
+            ) from None
+        except Stale:
+            raise
         except KubeError as e:
-            raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=backoff(retry)) from None
+            raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=f.backoff(retry)) from None
     raise kopf.TemporaryError("still deleting", delay=1)

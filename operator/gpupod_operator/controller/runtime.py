@@ -10,14 +10,16 @@ from gpupod_operator.controller.kube import KubeApi
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.poller import Poller
 from gpupod_operator.controller.registry import Registry
-from gpupod_operator.yotta import YottaClient
+from gpupod_operator.controller.status_writer import StatusWriter
+from gpupod_operator.provider import Provider
 
 
 @dataclass
 class Runtime:
     config: OperatorConfig
-    yotta: YottaClient
+    provider: Provider
     kube: KubeApi
+    status: StatusWriter
     events: EventRecorder
     registry: Registry
     poller: Poller

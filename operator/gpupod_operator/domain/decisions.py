@@ -15,12 +15,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from gpupod_operator.domain.spec import DeletionPolicy, UpdatePolicy
+from gpupod_operator.domain.status import Observed, failed_message, unknown_status_message
 from gpupod_operator.yotta import Pod, PodStatus
 
 # A pod whose create answer was lost may show up in a list a little later; before releasing a
 # deleted GpuPod whose create is in doubt, look again once this long has passed since the POST.
 CREATE_SETTLE = dt.timedelta(seconds=10)
 WAIT_TRANSITION = 2.0  # seconds between looks while the remote pod changes state
+UNKNOWN_STATUS_RETRY = 30.0  # seconds between looks at a pod whose status word is unknown
 
 LIVE = frozenset({PodStatus.INITIALIZE, PodStatus.RUNNING, PodStatus.PAUSING, PodStatus.PAUSED})
 
@@ -40,13 +42,6 @@ class Recorded:
     pending_since: dt.datetime | None = None  # the create marker: a POST may have happened
     spec_hash: str | None = None
     replacing: bool = False  # we are deleting the pod to create a new one (Recreate)
-
-
-@dataclass(frozen=True)
-class Observed:
-    """The pod by ID as the API reports it; `pod=None` means the API does not know it."""
-
-    pod: Pod | None
 
 
 @dataclass(frozen=True)
@@ -115,6 +110,7 @@ class Wait:
     reason: str
     message: str
     delay: float = WAIT_TRANSITION
+    unsure: bool = False  # we cannot tell whether the pod matches the spec: Synced=Unknown
 
 
 @dataclass(frozen=True)
@@ -212,8 +208,13 @@ def reconcile(
             "spec.updatePolicy: Recreate to replace it, or revert the change",
             "",
         )
+    if pod.status == PodStatus.UNKNOWN:
+        # Never "in sync" on a word we do not understand: say it, and look again later.
+        return Wait(
+            "UnknownRemoteStatus", unknown_status_message(pod), UNKNOWN_STATUS_RETRY, unsure=True
+        )
     if pod.status == PodStatus.FAILED:
-        return Stop("RemotePodFailed", f"remote pod {pod.id} FAILED at the provider", "Failed")
+        return Stop("RemotePodFailed", f"remote pod {pod.id}: {failed_message(pod)}", "Failed")
     if pod.status == PodStatus.TERMINATING:
         return Stop("RemotePodTerminating", f"remote pod {pod.id} is terminating", "Terminating")
 

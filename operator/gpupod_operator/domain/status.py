@@ -1,8 +1,18 @@
-"""The remote pod as the GpuPod status: phase, endpoints, price and the two conditions."""
+"""The GpuPod status as one pure projection, used by every writer (reconciler and poller).
+
+`project(current, ...)` takes the status the GpuPod shows now and what the writer knows (the
+remote pod it observed, the facts it recorded, the outcome of a reconcile, whether the provider
+is reachable) and returns the merge patch that brings the status there, or None when nothing a
+user can see would change. Ready is derived here and nowhere else; each writer only passes what
+it knows, so neither can undo the other's conditions (the patch is written with a
+resourceVersion precondition and recomputed on a conflict, `controller.status_writer`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -37,11 +47,70 @@ PHASE_OF_REMOTE: dict[PodStatus, Phase] = {
 TRANSITIONAL = frozenset(
     {Phase.PENDING, Phase.CREATING, Phase.INITIALIZING, Phase.PAUSING, Phase.TERMINATING}
 )
-# Remote states from which the pod never comes back.
-GONE = frozenset({PodStatus.TERMINATED})
 
 READY = "Ready"
 SYNCED = "Synced"
+_ORDER = (READY, SYNCED)
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+    observed_generation: int | None = None
+
+    def render(self, previous: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
+        """As stored; lastTransitionTime moves only when the status flips."""
+        since = now_iso(now)
+        for old in previous:
+            if old.get("type") == self.type and old.get("status") == self.status.value:
+                since = old.get("lastTransitionTime") or since
+        out: dict[str, Any] = {
+            "type": self.type,
+            "status": self.status.value,
+            "reason": self.reason,
+            "message": self.message,
+            "lastTransitionTime": since,
+        }
+        if self.observed_generation is not None:
+            out["observedGeneration"] = self.observed_generation
+        return out
+
+
+@dataclass(frozen=True)
+class Sync:
+    """How the last reconcile of a generation ended: the Synced condition."""
+
+    status: ConditionStatus
+    reason: str
+    message: str
+
+    @classmethod
+    def ok(cls, message: str = "the remote pod matches the spec") -> Sync:
+        return cls(ConditionStatus.TRUE, "Reconciled", message)
+
+    @classmethod
+    def failed(cls, reason: str, message: str) -> Sync:
+        return cls(ConditionStatus.FALSE, reason, message)
+
+    @classmethod
+    def unknown(cls, reason: str, message: str) -> Sync:
+        return cls(ConditionStatus.UNKNOWN, reason, message)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The pod by ID as the API reports it; `pod=None` means the API does not know it."""
+
+    pod: Pod | None
 
 
 def now_iso(now: dt.datetime) -> str:
@@ -77,12 +146,40 @@ def endpoints(pod: Pod) -> list[dict[str, Any]]:
     return out
 
 
-def observed_status(pod: Pod | None, gpu_count: int) -> dict[str, Any]:
-    """The status fields that follow the remote pod. `None` means the API says it is gone.
+def remote_word(pod: Pod) -> str:
+    """The provider's own word for the pod's status (shown as status.remoteStatus)."""
+    if pod.status != PodStatus.UNKNOWN:
+        return pod.status.value
+    return str(pod.statusText) if pod.statusText not in (None, "") else "UNKNOWN"
 
-    Only facts from the API: the caller adds conditions and timestamps. Fields that are unknown
-    are set to None so a merge patch clears stale values (e.g. endpoints after a pause).
-    """
+
+def failed_message(pod: Pod) -> str:
+    if pod.failureReason:
+        return f"the provider reports the pod FAILED: {pod.failureReason}"
+    return "the provider reports the pod FAILED and gives no reason"
+
+
+def unknown_status_message(pod: Pod) -> str:
+    return (
+        f"the provider reports status {remote_word(pod)!r} for remote pod {pod.id}, which this "
+        "operator does not know; the GpuPod is left as it is until the status is one it knows"
+    )
+
+
+def _remote_fields(seen: Observed, gpu_count: int, replacing: bool) -> dict[str, Any]:
+    """The status fields that follow the remote pod. Unknown facts are None, so the merge
+    patch clears stale values (e.g. endpoints after a pause)."""
+    pod = seen.pod
+    gone = pod is None or pod.status in (PodStatus.TERMINATED, PodStatus.TERMINATING)
+    if replacing and gone:
+        # The old pod of a Recreate going away is the plan, not an outside termination.
+        return {
+            "phase": Phase.TERMINATING.value,
+            "remoteStatus": remote_word(pod) if pod is not None else None,
+            "endpoints": None,
+            "sshCommand": None,
+            "message": "replacing the remote pod (updatePolicy: Recreate)",
+        }
     if pod is None:
         return {
             "phase": Phase.LOST.value,
@@ -91,90 +188,103 @@ def observed_status(pod: Pod | None, gpu_count: int) -> dict[str, Any]:
             "sshCommand": None,
             "message": "the remote pod no longer exists at the provider",
         }
-    phase = PHASE_OF_REMOTE.get(pod.status)
-    created = (
-        now_iso(dt.datetime.fromtimestamp(pod.createdAt / 1000, dt.UTC)) if pod.createdAt else None
-    )
-    return {
-        "phase": phase.value if phase else None,
-        "remoteStatus": str(pod.status.value if pod.status != PodStatus.UNKNOWN else "UNKNOWN"),
+    fields: dict[str, Any] = {
+        "remoteStatus": remote_word(pod),
         "region": pod.region,
         "sshCommand": pod.sshCmd or None,
         "endpoints": endpoints(pod) or None,
         "pricePerHour": price_per_hour(pod, gpu_count),
-        "createdAt": created,
-        "message": _message_for(pod),
+        "createdAt": (
+            now_iso(dt.datetime.fromtimestamp(pod.createdAt / 1000, dt.UTC))
+            if pod.createdAt
+            else None
+        ),
+        "message": None,
     }
-
-
-def _message_for(pod: Pod) -> str | None:
+    phase = PHASE_OF_REMOTE.get(pod.status)
+    if phase is not None:  # an unknown status leaves the phase as it was
+        fields["phase"] = phase.value
     if pod.status == PodStatus.FAILED:
-        return "the provider reports the pod FAILED (insufficient capacity or a bad image)"
-    if pod.status == PodStatus.TERMINATED:
-        return "the remote pod was terminated outside this GpuPod"
-    return None
+        fields["message"] = failed_message(pod)
+    elif pod.status == PodStatus.TERMINATED:
+        fields["message"] = "the remote pod was terminated outside this GpuPod"
+    elif pod.status == PodStatus.UNKNOWN:
+        fields["message"] = unknown_status_message(pod)
+    return fields
 
 
-def condition(
-    type_: str,
-    ok: bool,
-    reason: str,
-    message: str,
-    generation: int | None,
+def ready(phase: str | None, seen: Observed | None, unreachable: str | None) -> Condition:
+    """Ready: True only while the remote pod is RUNNING; Unknown when we cannot tell."""
+    if unreachable is not None:
+        return Condition(READY, ConditionStatus.UNKNOWN, "ProviderUnreachable", unreachable)
+    pod = seen.pod if seen is not None else None
+    if pod is not None and pod.status == PodStatus.UNKNOWN:
+        return Condition(
+            READY, ConditionStatus.UNKNOWN, "UnknownRemoteStatus", unknown_status_message(pod)
+        )
+    if phase == Phase.RUNNING.value:
+        return Condition(READY, ConditionStatus.TRUE, "Running", "the remote pod is RUNNING")
+    what = phase or "not created yet"
+    return Condition(READY, ConditionStatus.FALSE, phase or "Unknown", f"the GpuPod is {what}")
+
+
+def project(
+    current: Mapping[str, Any],
+    *,
     now: dt.datetime,
-    previous: list[dict[str, Any]] | None,
-) -> dict[str, Any]:
-    """A condition whose lastTransitionTime moves only when its status flips."""
-    status = "True" if ok else "False"
-    since = now_iso(now)
-    for old in previous or []:
-        if old.get("type") == type_ and old.get("status") == status:
-            since = old.get("lastTransitionTime") or since
-    cond: dict[str, Any] = {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-    }
-    if generation is not None:
-        cond["observedGeneration"] = generation
-    return cond
+    gpu_count: int,
+    generation: int | None = None,
+    seen: Observed | None = None,
+    facts: Mapping[str, Any] | None = None,
+    sync: Sync | None = None,
+    unreachable: str | None = None,
+) -> dict[str, Any] | None:
+    """The merge patch from `current` to what the writer knows, or None if nothing changes.
 
+    - `seen`: the remote pod as observed now (None: not looked at).
+    - `facts`: fields the writer recorded or decided (podId, the create marker, phase ...);
+      they win over what `seen` implies.
+    - `sync`: the outcome of a reconcile of `generation` (None: leave Synced as it is).
+    - `unreachable`: the provider cannot be reached (Ready becomes Unknown).
+    """
+    facts = facts or {}
+    replacing = bool(facts.get("replacing", current.get("replacing")))
+    update: dict[str, Any] = {}
+    if seen is not None:
+        update.update(_remote_fields(seen, gpu_count, replacing))
+    update.update(facts)
 
-def ready_condition(
-    phase: str | None, now: dt.datetime, previous: list[dict[str, Any]] | None
-) -> dict[str, Any]:
-    ok = phase == Phase.RUNNING.value
-    reason = "Running" if ok else (phase or "Unknown")
-    message = "the remote pod is RUNNING" if ok else f"the GpuPod is {phase or 'not created yet'}"
-    return condition(READY, ok, reason, message, None, now, previous)
-
-
-def merge_conditions(
-    previous: list[dict[str, Any]] | None, *updates: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Replace conditions by type, keep the others, in a stable order."""
-    by_type = {c.get("type"): c for c in previous or []}
-    for u in updates:
-        by_type[u["type"]] = u
-    order = [READY, SYNCED]
-    return sorted(
-        by_type.values(),
-        key=lambda c: (order.index(c["type"]) if c.get("type") in order else 9, str(c.get("type"))),
+    previous = list(current.get("conditions") or [])
+    phase = update.get("phase", current.get("phase"))
+    conditions = {c.get("type"): c for c in previous}
+    if seen is not None or unreachable is not None or "phase" in update or sync is not None:
+        conditions[READY] = ready(phase, seen, unreachable).render(previous, now)
+    if sync is not None:
+        conditions[SYNCED] = Condition(
+            SYNCED, sync.status, sync.reason, sync.message, generation
+        ).render(previous, now)
+        if sync.status == ConditionStatus.TRUE and generation is not None:
+            update["observedGeneration"] = generation
+    update["conditions"] = sorted(
+        conditions.values(),
+        key=lambda c: (_ORDER.index(c["type"]) if c.get("type") in _ORDER else 9, str(c["type"])),
     )
+    if not _changes(current, update):
+        return None
+    update["lastSyncTime"] = now_iso(now)
+    return update
 
 
-def status_changed(current: dict[str, Any], update: dict[str, Any]) -> bool:
-    """True when applying `update` as a merge patch would change `current` (None = absent)."""
+def _changes(current: Mapping[str, Any], update: Mapping[str, Any]) -> bool:
+    """True when applying `update` as a merge patch would change `current` (None = absent),
+    ignoring the times that move on every write."""
     for key, value in update.items():
-        if key in ("lastSyncTime",):
+        if key == "lastSyncTime":
             continue
         if key == "conditions":
             if _strip_times(current.get(key)) != _strip_times(value):
                 return True
-            continue
-        if current.get(key) != value:
+        elif current.get(key) != value:
             return True
     return False
 
@@ -197,7 +307,7 @@ _TRANSITION_EVENTS = {
 
 
 def transition_event(
-    old_phase: str | None, fields: dict[str, Any], pod_id: str | None
+    old_phase: str | None, fields: Mapping[str, Any], pod_id: str | None
 ) -> tuple[str, bool, str] | None:
     """(reason, warning?, message) when `fields` move the GpuPod into a phase worth an Event."""
     phase = fields.get("phase")

@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 SUCCESS_CODE = 10000
@@ -332,6 +333,15 @@ class Pod(BaseModel):
     )
     # Not documented by Yotta; the simulator fills it for FAILED pods.
     failureReason: LenientStr = None
+    # The provider's own word for the status, kept so an unknown one can be shown as it is.
+    statusText: LenientStr = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_status_word(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "status" in data and "statusText" not in data:
+            return {**data, "statusText": data["status"]}
+        return data
 
     @field_validator("status", mode="before")
     @classmethod
