@@ -125,8 +125,18 @@ def running_pod(**extra: Any) -> Pod:
     )
 
 
+def project(pod: Any, current: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    patch = st.project(current or {}, now=NOW, gpu_count=2, seen=st.Observed(pod), **kw)
+    assert patch is not None
+    return patch
+
+
+def ready(patch: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in patch["conditions"] if c["type"] == "Ready")
+
+
 def test_running_pod_maps_to_status() -> None:
-    out = st.observed_status(running_pod(), gpu_count=2)
+    out = project(running_pod())
     assert out["phase"] == "Running" and out["remoteStatus"] == "RUNNING"
     assert out["pricePerHour"] == "1.30"
     assert out["region"] == "us-east-1"
@@ -150,6 +160,7 @@ def test_running_pod_maps_to_status() -> None:
             "healthy": False,
         },
     ]
+    assert ready(out)["status"] == "True"
     assert "s3cr3t" not in repr(out)
 
 
@@ -168,16 +179,35 @@ def test_running_pod_maps_to_status() -> None:
     ],
 )
 def test_every_remote_status_has_a_phase(remote: Any, phase: str) -> None:
-    assert st.observed_status(running_pod(status=remote), 1)["phase"] == phase
+    out = project(running_pod(status=remote))
+    assert out["phase"] == phase and ready(out)["status"] == "False"
 
 
-def test_unknown_remote_status_leaves_phase_alone() -> None:
-    assert st.observed_status(running_pod(status="WEIRD"), 1)["phase"] is None
+def test_unknown_remote_status_is_unknown_with_the_providers_word() -> None:
+    """Regression (issue 10 #5): a word we cannot parse was shown as in sync."""
+    out = project(running_pod(status="HIBERNATING"), {"phase": "Running"})
+    assert "phase" not in out  # left as it was
+    assert out["remoteStatus"] == "HIBERNATING"
+    assert ready(out)["status"] == "Unknown" and "HIBERNATING" in ready(out)["message"]
+
+
+def test_failed_pod_shows_the_providers_reason() -> None:
+    """Regression (issue 10 #6): the parsed failure reason was thrown away."""
+    out = project(running_pod(status="FAILED", failureReason="image pull failed: 404"))
+    assert "image pull failed: 404" in out["message"]
+    assert "no reason" in project(running_pod(status="FAILED"))["message"]
 
 
 def test_missing_pod_is_lost_and_clears_endpoints() -> None:
-    out = st.observed_status(None, 1)
+    out = project(None)
     assert out["phase"] == "Lost" and out["endpoints"] is None and out["sshCommand"] is None
+
+
+def test_replacement_of_a_pod_is_not_an_outside_termination() -> None:
+    for pod in (running_pod(status="TERMINATED"), None):
+        out = project(pod, {"replacing": True, "phase": "Terminating"})
+        assert out.get("phase", "Terminating") == "Terminating"
+        assert "outside" not in str(out.get("message"))
 
 
 def test_price_as_number_and_absent() -> None:
@@ -186,32 +216,37 @@ def test_price_as_number_and_absent() -> None:
 
 
 def test_condition_keeps_transition_time_until_status_flips() -> None:
-    first = st.ready_condition("Running", NOW, None)
+    first = project(running_pod())
     later = NOW + dt.timedelta(hours=1)
-    again = st.ready_condition("Running", later, [first])
-    assert again["lastTransitionTime"] == first["lastTransitionTime"]
-    flipped = st.ready_condition("Paused", later, [first])
-    assert flipped["status"] == "False" and flipped["lastTransitionTime"] == st.now_iso(later)
+    again = st.project(
+        {**first, "phase": "Initializing"}, now=later, gpu_count=2, seen=st.Observed(running_pod())
+    )
+    assert again is not None
+    assert ready(again)["lastTransitionTime"] == ready(first)["lastTransitionTime"]
+    flipped = st.project(
+        first, now=later, gpu_count=2, seen=st.Observed(running_pod(status="PAUSED"))
+    )
+    assert flipped is not None
+    assert ready(flipped)["status"] == "False"
+    assert ready(flipped)["lastTransitionTime"] == st.now_iso(later)
 
 
-def test_merge_conditions_replaces_by_type_in_stable_order() -> None:
-    synced = st.condition(st.SYNCED, True, "Reconciled", "ok", 3, NOW, None)
-    ready = st.ready_condition("Running", NOW, None)
-    merged = st.merge_conditions([synced], ready)
-    assert [c["type"] for c in merged] == ["Ready", "Synced"]
+def test_conditions_are_kept_by_type_in_stable_order() -> None:
+    synced = st.project({}, now=NOW, gpu_count=1, generation=3, sync=st.Sync.ok())
+    assert synced is not None and synced["observedGeneration"] == 3
+    both = project(running_pod(), synced)
+    assert [c["type"] for c in both["conditions"]] == ["Ready", "Synced"]
+    unknown = st.project(both, now=NOW, gpu_count=1, sync=st.Sync.unknown("R", "m"))
+    assert unknown is not None and "observedGeneration" not in unknown
+    assert [c["status"] for c in unknown["conditions"]] == ["True", "Unknown"]
 
 
-def test_status_changed_ignores_sync_time_and_transition_times() -> None:
-    current = {"phase": "Running", "conditions": [st.ready_condition("Running", NOW, None)]}
-    same = {
-        "phase": "Running",
-        "lastSyncTime": "x",
-        "conditions": [st.ready_condition("Running", NOW + dt.timedelta(1), None)],
-    }
-    assert not st.status_changed(current, same)
-    assert st.status_changed(current, {"phase": "Paused"})
-    assert st.status_changed(current, {"endpoints": None, "phase": "Running"}) is False
-    assert st.status_changed({"endpoints": [1]}, {"endpoints": None})
+def test_nothing_to_write_when_only_times_would_move() -> None:
+    first = project(running_pod())
+    current = {k: v for k, v in first.items() if k != "lastSyncTime"}
+    later = NOW + dt.timedelta(days=1)
+    assert st.project(current, now=later, gpu_count=2, seen=st.Observed(running_pod())) is None
+    assert st.project(current, now=later, gpu_count=2, facts={"endpoints": None}) is not None
 
 
 def test_spec_hash_ignores_reordering_of_set_and_map_lists() -> None:

@@ -87,6 +87,15 @@ class EventRecorder:
             finally:
                 self._queue.task_done()
 
+    async def flush(self) -> None:
+        """Post everything queued now, here (tests, and a worker-less shutdown)."""
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            try:
+                await self._post(*item)
+            finally:
+                self._queue.task_done()
+
     async def drain(self, within: float) -> None:
         """At shutdown: give the queued Events a moment to be posted."""
         with contextlib.suppress(TimeoutError):

@@ -59,7 +59,10 @@ class _DiffBase(kopf.AnnotationsDiffBaseStorage):
 @kopf.on.login()
 async def login_handler(**_: Any) -> kopf.ConnectionInfo:
     # The official client's loaders (exec plugins included) for kopf too: one identity.
-    return connection_info(await load_configuration())
+    try:
+        return connection_info(await load_configuration())
+    except kopf.LoginError as e:
+        raise kopf.PermanentError(str(e)) from None  # no retry can fix a kubeconfig
 
 
 @kopf.on.startup()
@@ -92,7 +95,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         observer=metrics.observe_call,
     )
     provider = YottaProvider(yotta, snapshot_ttl=config.sync_interval)
-    kube = await KubeApi.connect()
+    try:
+        kube = await KubeApi.connect()
+    except kopf.LoginError as e:
+        raise kopf.PermanentError(str(e)) from None
     events = EventRecorder(kube.post_event)
     memo.events_task = asyncio.create_task(events.run(), name="gpupod-events")
     registry = Registry()

@@ -93,6 +93,13 @@ async def load_configuration() -> k8s.Configuration:
         raise kopf.LoginError(
             f"no service account token and no usable KUBECONFIG: cannot reach the cluster ({e})"
         ) from None
+    if not (_authorization(cfg)[1] or cfg.cert_file):
+        # The loader only logs a failing exec plugin; an operator must not go on anonymous.
+        raise kopf.LoginError(
+            f"KUBECONFIG {path or '~/.kube/config'} gave no credentials (no token, no client "
+            "certificate): if its user runs an exec plugin, run `kubectl version` with the same "
+            "KUBECONFIG to see the plugin's error"
+        )
     return cfg
 
 

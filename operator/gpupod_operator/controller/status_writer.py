@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from gpupod_operator.controller.events import EventRecorder
-from gpupod_operator.controller.kube import Conflict, Gone, KubeApi, ObjectRef
+from gpupod_operator.controller.kube import Conflict, Gone, ObjectRef
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.registry import Registry
 
@@ -24,9 +24,16 @@ Compute = Callable[[Mapping[str, Any], int], dict[str, Any] | None]
 CONFLICT_RETRIES = 4
 
 
+class StatusApi(Protocol):
+    """The part of `kube.KubeApi` the writer uses."""
+
+    async def get(self, ref: ObjectRef) -> dict[str, Any]: ...
+    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class StatusWriter:
     def __init__(
-        self, kube: KubeApi, registry: Registry, events: EventRecorder, metrics: Metrics
+        self, kube: StatusApi, registry: Registry, events: EventRecorder, metrics: Metrics
     ) -> None:
         self._kube, self._registry = kube, registry
         self._events, self._metrics = events, metrics

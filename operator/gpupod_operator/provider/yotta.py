@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from gpupod_operator.domain.decisions import NameLookup
 from gpupod_operator.domain.failures import FailureKind, ProviderError
@@ -24,7 +24,6 @@ from gpupod_operator.yotta import (
     Pod,
     Transient,
     Unauthorized,
-    YottaClient,
     YottaError,
 )
 
@@ -46,6 +45,18 @@ def translate(error: YottaError) -> ProviderError:
     return ProviderError(kind, str(error), retry_after)
 
 
+class PodsApi(Protocol):
+    """The part of `yotta.YottaClient` this provider uses."""
+
+    async def get_pod(self, pod_id: str) -> Pod: ...
+    async def list_pods(self) -> list[Pod]: ...
+    async def create_pod(self, req: CreatePodRequest) -> Pod: ...
+    async def pause_pod(self, pod_id: str) -> None: ...
+    async def resume_pod(self, pod_id: str) -> None: ...
+    async def delete_pod(self, pod_id: str) -> None: ...
+    async def aclose(self) -> None: ...
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -53,7 +64,7 @@ def _utcnow() -> dt.datetime:
 class YottaProvider:
     def __init__(
         self,
-        client: YottaClient,
+        client: PodsApi,
         *,
         snapshot_ttl: float,
         clock: Callable[[], dt.datetime] = _utcnow,
