@@ -70,7 +70,7 @@ INVALID_CREATES: list[tuple[str, dict[str, Any], str]] = [
     ("gpuCount not power of 2", {"gpuCount": 3}, "gpuCount must be a power of 2"),
     ("gpuCount zero", {"gpuCount": 0}, "gpuCount must be a power of 2"),
     ("gpuCount negative", {"gpuCount": -2}, "gpuCount must be a power of 2"),
-    ("gpuCount too big", {"gpuCount": 16}, "gpuCount must be at most 8"),
+    ("gpuCount too big", {"gpuCount": 128}, "gpuCount must be at most 64"),
     ("gpuCount string", {"gpuCount": "2"}, "gpuCount must be an integer"),
     ("gpuCount bool", {"gpuCount": True}, "gpuCount must be an integer"),
     ("resourceType", {"resourceType": "TPU"}, "resourceType must be GPU or CPU"),
@@ -87,6 +87,24 @@ INVALID_CREATES: list[tuple[str, dict[str, Any], str]] = [
     ("expose port 70000", {"expose": [{"port": 70000}]}, "expose[0].port"),
     ("expose port string", {"expose": [{"port": "80"}]}, "expose[0].port"),
     ("expose protocol", {"expose": [{"port": 80, "protocol": "QUIC"}]}, "expose[0].protocol"),
+    (
+        "expose protocol UDP",  # no source shows UDP
+        {"expose": [{"port": 53, "protocol": "udp"}]},
+        "expose[0].protocol must be one of HTTP, HTTPS, TCP, SSH (any case)",
+    ),
+    ("expose too many", {"expose": [{"port": p} for p in range(1, 34)]}, "at most 32 items"),
+    ("regions too many", {"regions": ["us-east-1"] * 17}, "regions must have at most 16"),
+    (
+        "env too many",
+        {"environmentVars": [{"key": f"K{i}", "value": ""} for i in range(129)]},
+        "environmentVars must have at most 128 items",
+    ),
+    (
+        "env value too long",
+        {"environmentVars": [{"key": "K", "value": "v" * 32769}]},
+        "environmentVars[0].value length must be between 0 and 32768",
+    ),
+    ("gpuType too long", {"gpuType": "G" * 129}, "gpuType length must be between 1 and 128"),
     ("expose duplicate", {"expose": [{"port": 80}, {"port": 80}]}, "port 80 is listed twice"),
     ("expose not object", {"expose": [80]}, "expose[0] must be an object"),
     (
@@ -100,7 +118,13 @@ INVALID_CREATES: list[tuple[str, dict[str, Any], str]] = [
         "persistentMountPath must be an absolute path",
     ),
     ("negative volume", {"containerVolumeInGb": -1}, "containerVolumeInGb must be an integer"),
+    (
+        "empty container volume",
+        {"containerVolumeInGb": 0},
+        "containerVolumeInGb must be an integer between 1 and 10240",
+    ),
     ("vram too big", {"minSingleCardVramInGb": 4096}, "minSingleCardVramInGb must be"),
+    ("shm too big", {"shmInGb": 1537}, "shmInGb must be an integer between 0 and 1536"),
     ("shm float", {"shmInGb": 1.5}, "shmInGb must be an integer"),
     ("auth id unknown", {"containerRegistryAuthId": 999}, "containerRegistryAuthId 999 does not"),
     ("auth id string", {"containerRegistryAuthId": "1"}, "containerRegistryAuthId must be an int"),
@@ -150,6 +174,8 @@ async def test_invalid_create_answers_10001_naming_the_field(
         {"regions": ["us-east-1", "us-east-1", "us-west-1"]},  # a set: duplicates are fine
         {"resourceType": "CPU", "gpuType": _DROP, "gpuCount": _DROP},
         {"expose": [{"port": 22, "protocol": "ssh"}, {"port": 8888, "protocol": "http"}]},
+        {"gpuCount": 16},  # no maximum is documented: the CRD's 64 is the limit
+        {"gpuCount": 64, "shmInGb": 1536, "containerVolumeInGb": 10240},
         {"persistentVolumeInGb": 20, "persistentMountPath": "/workspace"},
         {"imagePublicType": "PRIVATE", "containerRegistryAuthId": "CRED"},
         {"persistentVolumes": [{"volumeId": "VOLUME", "mountPath": "/data", "needBackup": True}]},
@@ -278,3 +304,18 @@ async def test_volume_and_credential_crud(sim: Sim) -> None:
     }
     assert (await http.delete(f"/v2/container-registry-auths/{sim.cred_id}")).json()["data"]
     assert (await http.get(f"/v2/volumes/{sim.volume_id}")).json()["code"] == 10007
+
+
+async def test_expose_protocols_in_any_case_are_echoed_as_written(sim: Sim) -> None:
+    """The guides write `http`, captured responses `HTTP`: both are the API's, kept as sent."""
+    expose = [
+        {"port": 22, "protocol": "ssh"},
+        {"port": 80, "protocol": "Http"},
+        {"port": 443, "protocol": "HTTPS"},
+        {"port": 9000, "protocol": "tCp"},
+    ]
+    payload = (await sim.http.post("/v2/pods", json=body(expose=expose))).json()
+    assert payload["code"] == 10000, payload["message"]
+    assert [(e["port"], e["protocol"]) for e in payload["data"]["expose"]] == [
+        (e["port"], e["protocol"]) for e in expose
+    ]
