@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from gpupod_operator import api_limits as limits
+
 Schema = dict[str, Any]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +48,10 @@ MUTABLE_SPEC_FIELDS = ("paused", "deletionPolicy", "updatePolicy")
 
 # Allowed GPU counts: powers of two (CEL has no bitwise operators, so list them).
 GPU_COUNTS = [1, 2, 4, 8, 16, 32, 64]
+
+# Longer than any protocol, so that a wrong one gets the rule's message rather than "too long".
+PROTOCOL_MAX_LENGTH = 16
+PROTOCOL_CHOICES = ", ".join(limits.EXPOSE_PROTOCOLS[:-1]) + f" or {limits.EXPOSE_PROTOCOLS[-1]}"
 
 # Appended to the description of every create-time field (spec.updatePolicy explains it).
 CREATE_TIME = "Create-time field: immutable unless updatePolicy is Recreate."
@@ -166,12 +172,23 @@ EXPOSE_ITEM = obj(
     "A container port to publish.",
     {
         "port": integer("Container port to publish, 1-65535. Required.", minimum=1, maximum=65535),
-        "protocol": string(
-            "How the API publishes the port: HTTP or HTTPS (the pod gets a URL in "
-            "status.endpoints), TCP (a public host and proxy port) or SSH. Default HTTP.",
-            enum=["HTTP", "HTTPS", "TCP", "SSH"],
-            default="HTTP",
-        ),
+        # Not an enum: the API takes any case (its own docs write `http`) and the operator
+        # sends the protocol as written.
+        "protocol": {
+            **string(
+                "How the API publishes the port: HTTP or HTTPS (the pod gets a URL in "
+                "status.endpoints), TCP (a public host and proxy port) or SSH, in any case "
+                "(the API's own examples write http); sent to the API as written. Default HTTP.",
+                default="HTTP",
+                max_length=PROTOCOL_MAX_LENGTH,
+            ),
+            "x-kubernetes-validations": [
+                rule(
+                    f"self.upperAscii() in {list(limits.EXPOSE_PROTOCOLS)}",
+                    f"protocol must be {PROTOCOL_CHOICES}, in any case",
+                )
+            ],
+        },
     },
     required=["port"],
 )

@@ -234,7 +234,12 @@ def test_spec_fields(spec: dict[str, Any]) -> None:
     assert expose["x-kubernetes-list-map-keys"] == ["port"]
     port = expose["items"]["properties"]["port"]
     assert (port["minimum"], port["maximum"]) == (1, 65535)
-    assert expose["items"]["properties"]["protocol"]["enum"] == ["HTTP", "HTTPS", "TCP", "SSH"]
+    protocol = expose["items"]["properties"]["protocol"]
+    # Any case (the API's own examples write `http`): a rule, not a case-sensitive enum.
+    assert "enum" not in protocol and protocol["default"] == "HTTP"
+    assert [r["rule"] for r in protocol["x-kubernetes-validations"]] == [
+        "self.upperAscii() in ['HTTP', 'HTTPS', 'TCP', 'SSH']"
+    ]
     assert expose["items"]["required"] == ["port"]
 
     volumes = props["persistentVolumes"]

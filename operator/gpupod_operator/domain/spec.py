@@ -6,10 +6,11 @@ import hashlib
 import json
 from enum import StrEnum
 from operator import itemgetter
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from gpupod_operator import api_limits as limits
 from gpupod_operator.yotta import CreatePodRequest
 
 # Fields that only steer the operator; every other spec field is sent to POST /v2/pods and
@@ -26,6 +27,13 @@ class DeletionPolicy(StrEnum):
 class UpdatePolicy(StrEnum):
     REJECT = "Reject"
     RECREATE = "Recreate"
+
+
+def _known_protocol(value: str) -> str:
+    # Any case, as the API (api_limits.EXPOSE_PROTOCOLS); kept as written, since it is sent so.
+    if value.upper() not in limits.EXPOSE_PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(limits.EXPOSE_PROTOCOLS)}")
+    return value
 
 
 class _Model(BaseModel):
@@ -50,7 +58,7 @@ class EnvEntry(_Model):
 
 class ExposeEntry(_Model):
     port: int
-    protocol: str = "HTTP"
+    protocol: Annotated[str, AfterValidator(_known_protocol)] = "HTTP"
 
 
 class PersistentVolume(_Model):
