@@ -201,7 +201,7 @@ REJECTED: list[Rejected] = [
     _range("minSingleCardVramInGb", 1537, LE),
     _range("minSingleCardRamInGb", -1, GE),
     _range("minSingleCardVcpu", 1025, LE),
-    _range("shmInGb", 1025, LE),
+    _range("shmInGb", 1537, LE),
     _range("containerVolumeInGb", 0, GE),
     _range("containerVolumeInGb", 10241, LE),
     _range("persistentVolumeInGb", 10241, LE),

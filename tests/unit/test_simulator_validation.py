@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import ast
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from gpupod_operator.simulator import SimulatorConfig, SimulatorServer
+from gpupod_operator.simulator.errors import SimError
+from gpupod_operator.simulator.validation import validate_create
 
 KEY = {"X-Api-Key": "any-key"}
 VALID: dict[str, Any] = {
@@ -319,3 +325,93 @@ async def test_expose_protocols_in_any_case_are_echoed_as_written(sim: Sim) -> N
     assert [(e["port"], e["protocol"]) for e in payload["data"]["expose"]] == [
         (e["port"], e["protocol"]) for e in expose
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulator's limits are the CRD's: what a GpuPod may say, the simulated API takes, and
+# one past a CRD bound it refuses. Read from the generated CRD, not from api_limits, so a
+# simulator that stopped using the table would fail here.
+# ---------------------------------------------------------------------------------------------
+
+CRD_SPEC: dict[str, Any] = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "crds" / "gpupods.gpupod.dev.yaml").read_text()
+)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+# A body that makes each field's value meaningful on its own (a volume needs a mount path).
+CONTEXT = {"persistentVolumeInGb": {"persistentMountPath": "/w"}}
+
+
+def _accepts(**changes: Any) -> bool:
+    try:
+        validate_create(body(**changes), credentials=(), volumes=())
+    except SimError as err:
+        assert err.code == 10001
+        return False
+    return True
+
+
+def _crd_integer_bounds() -> list[tuple[str, int, int]]:
+    return [
+        (name, node["minimum"], node["maximum"])
+        for name, node in CRD_SPEC.items()
+        if node["type"] == "integer" and "maximum" in node and name != "gpuCount"
+    ]
+
+
+@pytest.mark.parametrize(("name", "lo", "hi"), _crd_integer_bounds())
+def test_integer_bounds_are_the_crds(name: str, lo: int, hi: int) -> None:
+    extra = CONTEXT.get(name, {})
+    assert _accepts(**{name: lo}, **extra) and _accepts(**{name: hi}, **extra)
+    assert not _accepts(**{name: lo - 1}, **extra)
+    assert not _accepts(**{name: hi + 1}, **extra)
+
+
+def test_gpu_counts_are_the_crds() -> None:
+    [rule] = CRD_SPEC["gpuCount"]["x-kubernetes-validations"]
+    allowed = json.loads(rule["rule"].removeprefix("self in "))
+    assert [n for n in range(-1, 2 * allowed[-1] + 2) if _accepts(gpuCount=n)] == allowed
+
+
+@pytest.mark.parametrize(
+    ("name", "fill"),
+    [
+        ("image", "i"),
+        ("imageRegistry", "r"),
+        ("initializationCommand", "c"),
+        ("persistentMountPath", "/"),
+    ],
+)
+def test_string_lengths_are_the_crds(name: str, fill: str) -> None:
+    longest = CRD_SPEC[name]["maxLength"]
+    assert _accepts(**{name: fill * longest})
+    assert not _accepts(**{name: fill * (longest + 1)})
+
+
+@pytest.mark.parametrize(
+    ("name", "api_name", "item"),
+    [
+        pytest.param("expose", "expose", lambda i: {"port": i + 1}, id="expose"),
+        pytest.param("env", "environmentVars", lambda i: {"key": f"K{i}", "value": ""}, id="env"),
+        pytest.param("regions", "regions", lambda i: "us-east-1", id="regions"),
+    ],
+)
+def test_list_sizes_are_the_crds(name: str, api_name: str, item: Callable[[int], Any]) -> None:
+    most = CRD_SPEC[name]["maxItems"]
+    assert _accepts(**{api_name: [item(i) for i in range(most)]})
+    assert not _accepts(**{api_name: [item(i) for i in range(most + 1)]})
+
+
+def test_protocols_are_the_crds() -> None:
+    node = CRD_SPEC["expose"]["items"]["properties"]["protocol"]
+    [rule] = node["x-kubernetes-validations"]
+    protocols = ast.literal_eval(rule["rule"].removeprefix("self.upperAscii() in "))
+    for protocol in protocols:
+        for written in (protocol, protocol.lower(), protocol.title()):
+            assert _accepts(expose=[{"port": 1, "protocol": written}]), written
+    assert not _accepts(expose=[{"port": 1, "protocol": "UDP"}])
+
+
+def test_enums_are_the_crds() -> None:
+    for name in ("imagePublicType", "resourceType"):
+        for value in CRD_SPEC[name]["enum"]:
+            assert _accepts(**{name: value}), (name, value)
+        assert not _accepts(**{name: CRD_SPEC[name]["enum"][0].lower()}), name

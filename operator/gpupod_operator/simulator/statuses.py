@@ -2,7 +2,7 @@
 
 Deliberately not the client's table (gpupod_operator.yotta.PodStatus): the simulator stands in
 for the API, so if it borrowed the client's words a wrong word would be wrong on both sides and
-every test would still pass. tests/unit/test_simulator_statuses.py pins this table to the
+every test would still pass. tests/unit/test_simulator_tables.py pins this table to the
 reference and checks the client reads every word the simulator writes.
 """
 
