@@ -111,6 +111,11 @@ INVALID_CREATES: list[tuple[str, dict[str, Any], str]] = [
         "environmentVars[0].value length must be between 0 and 32768",
     ),
     ("gpuType too long", {"gpuType": "G" * 129}, "gpuType length must be between 1 and 128"),
+    (
+        "volumes too many",
+        {"persistentVolumes": [{"volumeId": "VOLUME", "mountPath": f"/d{i}"} for i in range(17)]},
+        "persistentVolumes must have at most 16 items",
+    ),
     ("expose duplicate", {"expose": [{"port": 80}, {"port": 80}]}, "port 80 is listed twice"),
     ("expose not object", {"expose": [80]}, "expose[0] must be an object"),
     (
