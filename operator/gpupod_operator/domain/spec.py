@@ -25,7 +25,7 @@ OPERATOR_FIELDS = frozenset({"paused", "deletionPolicy", "updatePolicy"})
 REMOTE_NAME_MAX = limits.NAME.maximum
 
 # The GpuPod's own bounds: Kubernetes idioms, not the API's limits.
-REGION_PATTERN = r"^[a-z0-9-]{1,64}$"
+REGION_PATTERN = rf"^[a-z0-9-]{{{limits.REGION.minimum},{limits.REGION.maximum}}}$"
 ABSOLUTE_PATH_PATTERN = r"^/.*$"  # absolute; `$` without (?m) also rules out newlines
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
