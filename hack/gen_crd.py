@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Generate crds/gpupods.gpupod.dev.yaml, the GpuPod CustomResourceDefinition.
 
-This file is the single source of truth for the CRD: edit the tables below, then run
+This file is the single source of truth for the CRD's shape and text. Its numbers are not
+typed here: the API's limits come from gpupod_operator/api_limits.py (which the simulator
+validates with) and the GpuPod's own bounds from domain/spec.py (which GpuPodSpec is built
+from); tests/unit/test_crd_schema.py fails if the CRD and GpuPodSpec differ. Edit, then run
 
     .venv/bin/python hack/gen_crd.py            # rewrite crds/gpupods.gpupod.dev.yaml
     .venv/bin/python hack/gen_crd.py --check    # exit 1 if the committed file is stale
@@ -16,10 +19,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from gpupod_operator import api_limits as limits
+from gpupod_operator.api_limits import ImagePublicType, Length, Range, ResourceType
+from gpupod_operator.domain.spec import (
+    ABSOLUTE_PATH_PATTERN,
+    DEFAULT_PROTOCOL,
+    DNS_SUBDOMAIN_PATTERN,
+    ENV_NAME_PATTERN,
+    PROTOCOL,
+    REGION_PATTERN,
+    SECRET_KEY,
+    SECRET_KEY_PATTERN,
+    SECRET_NAME,
+)
 
 Schema = dict[str, Any]
 
@@ -44,18 +62,22 @@ HEADER = """\
 # Spec fields that may change in place; every other spec field is a create-time field.
 MUTABLE_SPEC_FIELDS = ("paused", "deletionPolicy", "updatePolicy")
 
+# The bounds below come from the API limits table (gpupod_operator.api_limits) and the
+# GpuPod's own bounds in domain/spec.py, which GpuPodSpec reads too: no number is typed twice.
+STRINGS, INTEGERS, MAX_ITEMS = limits.STRINGS, limits.INTEGERS, limits.MAX_ITEMS
+
 # Allowed GPU counts: powers of two (CEL has no bitwise operators, so list them).
-GPU_COUNTS = [1, 2, 4, 8, 16, 32, 64]
+GPU_COUNTS = list(limits.GPU_COUNTS)
+
+
+def _choices(values: Sequence[object]) -> str:
+    """`1, 2, 4 or 8`."""
+    words = [str(v) for v in values]
+    return ", ".join(words[:-1]) + f" or {words[-1]}"
+
 
 # Appended to the description of every create-time field (spec.updatePolicy explains it).
 CREATE_TIME = "Create-time field: immutable unless updatePolicy is Recreate."
-
-# Patterns.
-REGION_PATTERN = r"^[a-z0-9-]{1,64}$"
-ABSOLUTE_PATH_PATTERN = r"^/.*$"  # absolute; `$` without (?m) also rules out newlines
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,16 +184,46 @@ def rule(
 # spec
 # ---------------------------------------------------------------------------------------------
 
+
+def bounded_string(description: str, length: Length, **extra: Any) -> Schema:
+    """A string node with the bounds of `length` (a minimum of 0 is left out)."""
+    return string(
+        description, min_length=length.minimum or None, max_length=length.maximum, **extra
+    )
+
+
+def bounded_integer(description: str, bounds: Range, **extra: Any) -> Schema:
+    return integer(description, minimum=bounds.minimum, maximum=bounds.maximum, **extra)
+
+
+def _span(bounds: Range) -> str:
+    return f"{bounds.minimum}-{bounds.maximum}"
+
+
 EXPOSE_ITEM = obj(
     "A container port to publish.",
     {
-        "port": integer("Container port to publish, 1-65535. Required.", minimum=1, maximum=65535),
-        "protocol": string(
-            "How the API publishes the port: HTTP or HTTPS (the pod gets a URL in "
-            "status.endpoints), TCP (a public host and proxy port) or SSH. Default HTTP.",
-            enum=["HTTP", "HTTPS", "TCP", "SSH"],
-            default="HTTP",
+        "port": bounded_integer(
+            f"Container port to publish, {_span(limits.PORT)}. Required.", limits.PORT
         ),
+        # Not an enum: the API takes any case (its own docs write `http`) and the operator
+        # sends the protocol as written.
+        "protocol": {
+            **bounded_string(
+                "How the API publishes the port: HTTP or HTTPS (the pod gets a URL in "
+                "status.endpoints), TCP (a public host and proxy port) or SSH, in any case "
+                "(the API's own examples write http); sent to the API as written. Default "
+                f"{DEFAULT_PROTOCOL}.",
+                PROTOCOL,
+                default=DEFAULT_PROTOCOL,
+            ),
+            "x-kubernetes-validations": [
+                rule(
+                    f"self.upperAscii() in {list(limits.EXPOSE_PROTOCOLS)}",
+                    f"protocol must be {_choices(limits.EXPOSE_PROTOCOLS)}, in any case",
+                )
+            ],
+        },
     },
     required=["port"],
 )
@@ -179,18 +231,17 @@ EXPOSE_ITEM = obj(
 PERSISTENT_VOLUME_ITEM = obj(
     "An existing Yotta volume to mount into the pod.",
     {
-        "volumeId": integer(
+        "volumeId": bounded_integer(
             "ID of an existing Yotta volume (POST /v2/volumes creates one; GET /v2/volumes "
-            "lists them). The API rejects the pod if the volume does not exist. Integer >= 1. "
-            "Required.",
-            minimum=1,
+            "lists them). The API rejects the pod if the volume does not exist. Integer >= "
+            f"{limits.RESOURCE_ID.minimum}. Required.",
+            limits.RESOURCE_ID,
             fmt="int64",
         ),
-        "mountPath": string(
+        "mountPath": bounded_string(
             "Absolute path inside the container to mount the volume at, for example /data. "
-            "At most 255 characters. Required.",
-            min_length=1,
-            max_length=255,
+            f"At most {limits.MOUNT_PATH.maximum} characters. Required.",
+            limits.MOUNT_PATH,
             pattern=ABSOLUTE_PATH_PATTERN,
         ),
         "needBackup": boolean(
@@ -203,17 +254,15 @@ PERSISTENT_VOLUME_ITEM = obj(
 SECRET_KEY_REF = obj(
     "A key of a Secret in the GpuPod's own namespace.",
     {
-        "name": string(
+        "name": bounded_string(
             "Name of the Secret, in the GpuPod's namespace (Secrets in other namespaces "
             "cannot be referenced). Required.",
-            min_length=1,
-            max_length=253,
+            SECRET_NAME,
             pattern=DNS_SUBDOMAIN_PATTERN,
         ),
-        "key": string(
+        "key": bounded_string(
             "Key in the Secret's data whose value becomes the variable's value. Required.",
-            min_length=1,
-            max_length=253,
+            SECRET_KEY,
             pattern=SECRET_KEY_PATTERN,
         ),
         "optional": boolean(
@@ -229,17 +278,18 @@ SECRET_KEY_REF = obj(
 ENV_ITEM = obj(
     "An environment variable: a name and exactly one of value or valueFrom.",
     {
-        "name": string(
+        "name": bounded_string(
             "Variable name: a letter or underscore followed by letters, digits or "
-            "underscores, at most 128 characters. Unique within env. Required.",
-            min_length=1,
-            max_length=128,
+            f"underscores, at most {limits.ENV_KEY.maximum} characters. Unique within env. "
+            "Required.",
+            limits.ENV_KEY,
             pattern=ENV_NAME_PATTERN,
         ),
-        "value": string(
-            "Literal value, at most 32768 characters. Stored in the GpuPod in clear text: "
-            "use valueFrom for secrets. Exactly one of value and valueFrom must be set.",
-            max_length=32768,
+        "value": bounded_string(
+            f"Literal value, at most {limits.ENV_VALUE.maximum} characters. Stored in the "
+            "GpuPod in clear text: use valueFrom for secrets. Exactly one of value and "
+            "valueFrom must be set.",
+            limits.ENV_VALUE,
         ),
         "valueFrom": obj(
             "Take the value from a Secret instead of a literal. Exactly one of value and "
@@ -260,134 +310,136 @@ ENV_ITEM = obj(
 # The spec, in the order of the create body of POST /v2/pods. The last column of DESIGN.md 2.3
 # ("as the API") is what the descriptions spell out for `kubectl explain`.
 SPEC_PROPERTIES: dict[str, Schema] = {
-    "image": string(
+    "image": bounded_string(
         "Container image to run, as a Docker image reference, for example "
-        "pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime. 1-255 characters. Required. " + CREATE_TIME,
-        min_length=1,
-        max_length=255,
+        "pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime. "
+        f"{STRINGS['image'].minimum}-{STRINGS['image'].maximum} characters. Required. "
+        + CREATE_TIME,
+        STRINGS["image"],
     ),
-    "imageRegistry": string(
+    "imageRegistry": bounded_string(
         "Registry to pull the image from, as a URL, for example https://index.docker.io/v1/. "
-        "Omitted means Docker Hub. At most 255 characters. " + CREATE_TIME,
-        max_length=255,
+        f"Omitted means Docker Hub. At most {STRINGS['imageRegistry'].maximum} characters. "
+        + CREATE_TIME,
+        STRINGS["imageRegistry"],
     ),
     "imagePublicType": string(
         "Whether the image is PUBLIC or PRIVATE. A PRIVATE image needs registry credentials: "
         "set containerRegistryAuthId. Default PUBLIC. " + CREATE_TIME,
-        enum=["PUBLIC", "PRIVATE"],
-        default="PUBLIC",
+        enum=[e.value for e in ImagePublicType],
+        default=ImagePublicType.PUBLIC.value,
     ),
-    "containerRegistryAuthId": integer(
+    "containerRegistryAuthId": bounded_integer(
         "ID of a container registry credential stored in the Yotta account "
         "(GET /v2/container-registry-auths lists them), used to pull a private image. The API "
-        "rejects the pod if the credential does not exist. Integer >= 1. " + CREATE_TIME,
-        minimum=1,
+        f"rejects the pod if the credential does not exist. Integer >= "
+        f"{limits.RESOURCE_ID.minimum}. " + CREATE_TIME,
+        limits.RESOURCE_ID,
         fmt="int64",
     ),
     "resourceType": string(
         "Kind of machine: GPU for a GPU pod, CPU for a CPU-only pod. Default GPU. " + CREATE_TIME,
-        enum=["GPU", "CPU"],
-        default="GPU",
+        enum=[e.value for e in ResourceType],
+        default=ResourceType.GPU.value,
     ),
-    "gpuType": string(
+    "gpuType": bounded_string(
         "GPU model, as a Yotta GPU type ID such as NVIDIA_RTX_4090_24G or NVIDIA_H100_80G "
         "(GET /v2/vms/types lists the types and the regions that have them). Required when "
-        "resourceType is GPU. The API rejects unknown types. 1-128 characters. " + CREATE_TIME,
-        min_length=1,
-        max_length=128,
+        "resourceType is GPU. The API rejects unknown types. "
+        f"{STRINGS['gpuType'].minimum}-{STRINGS['gpuType'].maximum} characters. " + CREATE_TIME,
+        STRINGS["gpuType"],
     ),
     "gpuCount": {
-        **integer(
-            "Number of GPUs of gpuType in the pod: a power of two, 1, 2, 4, 8, 16, 32 or 64. "
+        **bounded_integer(
+            f"Number of GPUs of gpuType in the pod: a power of two, {_choices(GPU_COUNTS)}. "
             "The hourly price is the single-card price times this count. Default 1. " + CREATE_TIME,
-            minimum=1,
-            maximum=GPU_COUNTS[-1],
+            Range(GPU_COUNTS[0], GPU_COUNTS[-1]),
             default=1,
         ),
         "x-kubernetes-validations": [
             rule(
                 f"self in {GPU_COUNTS}",
-                "gpuCount must be a power of two: 1, 2, 4, 8, 16, 32 or 64",
+                f"gpuCount must be a power of two: {_choices(GPU_COUNTS)}",
             )
         ],
     },
     "regions": array(
         "Region codes the pod may run in, for example [us-east-1, us-west-1]; the API picks "
         "one, reported in status.region. Omitted or empty means any region. A set: no "
-        "duplicates, order does not matter. At most 16 entries. " + CREATE_TIME,
-        string(
-            "A Yotta region code: 1-64 lowercase letters, digits or dashes, for example us-east-1.",
-            min_length=1,
-            max_length=64,
+        f"duplicates, order does not matter. At most {MAX_ITEMS['regions']} entries. "
+        + CREATE_TIME,
+        bounded_string(
+            f"A Yotta region code: {limits.REGION.minimum}-{limits.REGION.maximum} lowercase "
+            "letters, digits or dashes, for example us-east-1.",
+            limits.REGION,
             pattern=REGION_PATTERN,
         ),
-        max_items=16,
+        max_items=MAX_ITEMS["regions"],
         list_type="set",
     ),
-    "minSingleCardVramInGb": integer(
+    "minSingleCardVramInGb": bounded_integer(
         "Minimum GPU memory (VRAM) per card, in GB: the API only places the pod on cards with "
-        "at least this much. 0-1536; omitted means no minimum beyond gpuType. " + CREATE_TIME,
-        minimum=0,
-        maximum=1536,
+        f"at least this much. {_span(INTEGERS['minSingleCardVramInGb'])}; omitted means no "
+        "minimum beyond gpuType. " + CREATE_TIME,
+        INTEGERS["minSingleCardVramInGb"],
     ),
-    "minSingleCardRamInGb": integer(
-        "Minimum host memory (RAM) per GPU card, in GB. 0-1536; omitted means the API's "
-        "default. " + CREATE_TIME,
-        minimum=0,
-        maximum=1536,
+    "minSingleCardRamInGb": bounded_integer(
+        "Minimum host memory (RAM) per GPU card, in GB. "
+        f"{_span(INTEGERS['minSingleCardRamInGb'])}; omitted means the API's default. "
+        + CREATE_TIME,
+        INTEGERS["minSingleCardRamInGb"],
     ),
-    "minSingleCardVcpu": integer(
-        "Minimum host vCPUs per GPU card. 0-1024; omitted means the API's default. " + CREATE_TIME,
-        minimum=0,
-        maximum=1024,
+    "minSingleCardVcpu": bounded_integer(
+        f"Minimum host vCPUs per GPU card. {_span(INTEGERS['minSingleCardVcpu'])}; omitted "
+        "means the API's default. " + CREATE_TIME,
+        INTEGERS["minSingleCardVcpu"],
     ),
-    "shmInGb": integer(
-        "Shared memory (/dev/shm) of the container, in GB. 0-1024; omitted means the API's "
-        "default. " + CREATE_TIME,
-        minimum=0,
-        maximum=1024,
+    "shmInGb": bounded_integer(
+        f"Shared memory (/dev/shm) of the container, in GB. {_span(INTEGERS['shmInGb'])}; "
+        "omitted means the API's default. " + CREATE_TIME,
+        INTEGERS["shmInGb"],
     ),
-    "containerVolumeInGb": integer(
+    "containerVolumeInGb": bounded_integer(
         "Size of the container's system (root) volume, in GB. It holds the image and "
         "everything written outside persistent volumes, and is lost with the pod; Yotta "
-        "suggests at least 3 times the image size. 1-10240; omitted means the API's default. "
-        + CREATE_TIME,
-        minimum=1,
-        maximum=10240,
+        f"suggests at least 3 times the image size. {_span(INTEGERS['containerVolumeInGb'])}; "
+        "omitted means the API's default. " + CREATE_TIME,
+        INTEGERS["containerVolumeInGb"],
     ),
-    "persistentVolumeInGb": integer(
+    "persistentVolumeInGb": bounded_integer(
         "Size of a persistent volume the API creates with the pod, in GB, mounted at "
-        "persistentMountPath (then required). 0 or omitted means none. 0-10240. " + CREATE_TIME,
-        minimum=0,
-        maximum=10240,
+        "persistentMountPath (then required). 0 or omitted means none. "
+        f"{_span(INTEGERS['persistentVolumeInGb'])}. " + CREATE_TIME,
+        INTEGERS["persistentVolumeInGb"],
     ),
-    "persistentMountPath": string(
+    "persistentMountPath": bounded_string(
         "Absolute path inside the container where the persistentVolumeInGb volume is mounted, "
         "for example /workspace. Required when persistentVolumeInGb is greater than 0. At "
-        "most 255 characters. " + CREATE_TIME,
-        min_length=1,
-        max_length=255,
+        f"most {STRINGS['persistentMountPath'].maximum} characters. " + CREATE_TIME,
+        STRINGS["persistentMountPath"],
         pattern=ABSOLUTE_PATH_PATTERN,
     ),
-    "initializationCommand": string(
+    "initializationCommand": bounded_string(
         "Shell command the container runs when it starts, for example to install packages or "
-        "start a server. At most 4096 characters. " + CREATE_TIME,
-        max_length=4096,
+        f"start a server. At most {STRINGS['initializationCommand'].maximum} characters. "
+        + CREATE_TIME,
+        STRINGS["initializationCommand"],
     ),
     "expose": array(
         "Container ports to publish outside the pod. The API publishes each through its "
         "proxy; the public host, port and URL appear in status.endpoints once the pod runs. "
-        "Keyed by port: each port at most once. At most 32 entries. " + CREATE_TIME,
+        f"Keyed by port: each port at most once. At most {MAX_ITEMS['expose']} entries. "
+        + CREATE_TIME,
         EXPOSE_ITEM,
-        max_items=32,
+        max_items=MAX_ITEMS["expose"],
         list_type="map",
         map_keys=["port"],
     ),
     "persistentVolumes": array(
         "Existing Yotta volumes to mount into the pod. Keyed by mountPath: each path at most "
-        "once. At most 16 entries. " + CREATE_TIME,
+        f"once. At most {MAX_ITEMS['persistentVolumes']} entries. " + CREATE_TIME,
         PERSISTENT_VOLUME_ITEM,
-        max_items=16,
+        max_items=MAX_ITEMS["persistentVolumes"],
         list_type="map",
         map_keys=["mountPath"],
     ),
@@ -396,9 +448,10 @@ SPEC_PROPERTIES: dict[str, Schema] = {
         "entry has a literal value or a valueFrom reference to a key of a Secret in the "
         "GpuPod's own namespace. Secrets are read once, when the remote pod is created: "
         "changing a Secret later does not change a running pod. Secret values are never "
-        "written to status, events or logs. Keyed by name. At most 128 entries. " + CREATE_TIME,
+        "written to status, events or logs. Keyed by name. At most "
+        f"{MAX_ITEMS['environmentVars']} entries. " + CREATE_TIME,
         ENV_ITEM,
-        max_items=128,
+        max_items=MAX_ITEMS["environmentVars"],
         list_type="map",
         map_keys=["name"],
     ),

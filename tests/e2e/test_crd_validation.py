@@ -127,6 +127,7 @@ def _range(field_name: str, value: int, bound: str) -> Rejected:
 GE = "should be greater than or equal to"
 LE = "should be less than or equal to"
 POWER_OF_TWO = "gpuCount must be a power of two: 1, 2, 4, 8"
+PROTOCOLS = "protocol must be HTTP, HTTPS, TCP or SSH, in any case"
 
 REJECTED: list[Rejected] = [
     # image
@@ -200,7 +201,7 @@ REJECTED: list[Rejected] = [
     _range("minSingleCardVramInGb", 1537, LE),
     _range("minSingleCardRamInGb", -1, GE),
     _range("minSingleCardVcpu", 1025, LE),
-    _range("shmInGb", 1025, LE),
+    _range("shmInGb", 1537, LE),
     _range("containerVolumeInGb", 0, GE),
     _range("containerVolumeInGb", 10241, LE),
     _range("persistentVolumeInGb", 10241, LE),
@@ -233,9 +234,24 @@ REJECTED: list[Rejected] = [
         "port-missing", {"expose": [{"protocol": "TCP"}]}, ("spec.expose[0].port: Required value",)
     ),
     Rejected(
-        "protocol-enum",
+        "protocol-unknown",
         {"expose": [{"port": 8080, "protocol": "UDP"}]},
-        ("spec.expose[0].protocol: Unsupported value", '"HTTP", "HTTPS", "TCP", "SSH"'),
+        ("spec.expose[0].protocol: Invalid value", PROTOCOLS),
+    ),
+    Rejected(
+        "protocol-unknown-lowercase",
+        {"expose": [{"port": 8080, "protocol": "udp"}]},
+        ("spec.expose[0].protocol: Invalid value", PROTOCOLS),
+    ),
+    Rejected(
+        "protocol-empty",
+        {"expose": [{"port": 8080, "protocol": ""}]},
+        ("spec.expose[0].protocol: Invalid value", PROTOCOLS),
+    ),
+    Rejected(
+        "protocol-too-long",
+        {"expose": [{"port": 8080, "protocol": "h" * 17}]},
+        ("spec.expose[0].protocol: Too long", "16"),
     ),
     Rejected(
         "port-duplicate",
@@ -433,12 +449,22 @@ FULL_SPEC: dict[str, Any] = {
     "updatePolicy": "Recreate",
 }
 
+# The API's own docs write `"protocol": "http"`; captured responses write HTTP.
+ANY_CASE_EXPOSE = [
+    {"port": 80, "protocol": "http"},
+    {"port": 443, "protocol": "Https"},
+    {"port": 22, "protocol": "ssh"},
+    {"port": 9000, "protocol": "tCp"},
+    {"port": 8080, "protocol": "HTTP"},
+]
+
 ACCEPTED: dict[str, dict[str, Any]] = {
     "ok-defaults": dict(BASE),
     "ok-cpu-without-gpu-type": {"image": "python:3.12", "resourceType": "CPU"},
     "ok-full": FULL_SPEC,
     "ok-persistent-volume-zero": {**BASE, "persistentVolumeInGb": 0},
     "ok-gpu-count-64": {**BASE, "gpuCount": 64},
+    "ok-protocols-any-case": {**BASE, "expose": ANY_CASE_EXPOSE},
 }
 
 DEFAULTS = {
@@ -473,6 +499,12 @@ def test_every_field_is_stored_as_written(accepted: dict[str, dict[str, Any]]) -
     expected = json.loads(json.dumps(FULL_SPEC))
     expected["env"][1]["valueFrom"]["secretKeyRef"]["optional"] = False
     assert spec == expected
+
+
+def test_protocols_in_any_case_are_stored_as_written(
+    accepted: dict[str, dict[str, Any]],
+) -> None:
+    assert accepted["ok-protocols-any-case"]["spec"]["expose"] == ANY_CASE_EXPOSE
 
 
 def test_boundary_values_accepted(accepted: dict[str, dict[str, Any]]) -> None:

@@ -6,6 +6,7 @@ messages users see) is in tests/e2e/test_crd_validation.py.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
+
+from gpupod_operator.domain.spec import GpuPodSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "gpupods.gpupod.dev.yaml"
@@ -214,7 +218,7 @@ def test_spec_fields(spec: dict[str, Any]) -> None:
         "minSingleCardVramInGb": (0, 1536),
         "minSingleCardRamInGb": (0, 1536),
         "minSingleCardVcpu": (0, 1024),
-        "shmInGb": (0, 1024),
+        "shmInGb": (0, 1536),
         "containerVolumeInGb": (1, 10240),
         "persistentVolumeInGb": (0, 10240),
     }
@@ -234,7 +238,12 @@ def test_spec_fields(spec: dict[str, Any]) -> None:
     assert expose["x-kubernetes-list-map-keys"] == ["port"]
     port = expose["items"]["properties"]["port"]
     assert (port["minimum"], port["maximum"]) == (1, 65535)
-    assert expose["items"]["properties"]["protocol"]["enum"] == ["HTTP", "HTTPS", "TCP", "SSH"]
+    protocol = expose["items"]["properties"]["protocol"]
+    # Any case (the API's own examples write `http`): a rule, not a case-sensitive enum.
+    assert "enum" not in protocol and protocol["default"] == "HTTP"
+    assert [r["rule"] for r in protocol["x-kubernetes-validations"]] == [
+        "self.upperAscii() in ['HTTP', 'HTTPS', 'TCP', 'SSH']"
+    ]
     assert expose["items"]["required"] == ["port"]
 
     volumes = props["persistentVolumes"]
@@ -381,3 +390,101 @@ def test_printer_columns(version: dict[str, Any]) -> None:
 def test_generator_check_mode() -> None:
     generator = load_generator()
     assert generator.main(["--check"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The CRD's spec and GpuPodSpec (domain/spec.py) are one schema: both read api_limits and the
+# GpuPod's own bounds, and these tests fail on any difference in names, types and bounds.
+# ---------------------------------------------------------------------------------------------
+
+# What a value may be. Descriptions, formats, list types and CEL rules are the CRD's alone; the
+# CEL rules on single fields are compared by behaviour below.
+COMPARED = (
+    "type",
+    "enum",
+    "default",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "maxItems",
+    "pattern",
+)
+
+
+def _crd_shape(node: dict[str, Any]) -> dict[str, Any]:
+    shape: dict[str, Any] = {k: node[k] for k in COMPARED if k in node}
+    if "properties" in node:
+        shape["properties"] = {k: _crd_shape(v) for k, v in node["properties"].items()}
+        shape["required"] = sorted(node.get("required", []))
+    if "items" in node:
+        shape["items"] = _crd_shape(node["items"])
+    return shape
+
+
+def _pydantic_shape(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node or "anyOf" in node:
+        if "$ref" in node:  # a nested model or enum: its definition, plus the field's default
+            target = defs[node["$ref"].rsplit("/", 1)[-1]]
+            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        else:  # `X | None` means optional, which the CRD says by leaving X out of required
+            branches = [b for b in node["anyOf"] if b.get("type") != "null"]
+            assert len(branches) == 1, f"not a plain optional: {node}"
+            node = {**branches[0], **{k: v for k, v in node.items() if k != "anyOf"}}
+    shape: dict[str, Any] = {k: node[k] for k in COMPARED if k in node}
+    if shape.get("default", 0) is None:  # None: "omitted", as in the CRD
+        del shape["default"]
+    if "properties" in node:
+        shape["properties"] = {k: _pydantic_shape(v, defs) for k, v in node["properties"].items()}
+        shape["required"] = sorted(node.get("required", []))
+    if "items" in node:
+        shape["items"] = _pydantic_shape(node["items"], defs)
+    return shape
+
+
+def _diff(a: Any, b: Any, path: str = "spec") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [
+            d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{path}.{k}")
+        ]
+    return [] if a == b else [f"{path}: CRD {a!r} != GpuPodSpec {b!r}"]
+
+
+def test_gpupodspec_has_the_crd_names_types_and_bounds(spec: dict[str, Any]) -> None:
+    schema = GpuPodSpec.model_json_schema()
+    crd_shape = _crd_shape(spec)
+    model_shape = _pydantic_shape(schema, schema.get("$defs", {}))
+    assert crd_shape["properties"], "nothing compared"
+    assert not _diff(crd_shape, model_shape), "\n".join(_diff(crd_shape, model_shape))
+
+
+def _rule_list(node: dict[str, Any]) -> list[Any]:
+    """The literal list of a field's one `... in [..]` CEL rule."""
+    [r] = node["x-kubernetes-validations"]
+    values = ast.literal_eval(r["rule"].split(" in ", 1)[1])
+    assert isinstance(values, list)
+    return values
+
+
+def _parses(**fields: Any) -> bool:
+    try:
+        GpuPodSpec.parse({"image": "x", **fields})
+    except ValidationError:
+        return False
+    return True
+
+
+def test_gpupodspec_takes_the_gpu_counts_the_crd_takes(spec: dict[str, Any]) -> None:
+    allowed = _rule_list(spec["properties"]["gpuCount"])
+    assert allowed == [1, 2, 4, 8, 16, 32, 64]
+    assert [n for n in range(-1, 2 * allowed[-1] + 2) if _parses(gpuCount=n)] == allowed
+
+
+def test_gpupodspec_takes_the_protocols_the_crd_takes(spec: dict[str, Any]) -> None:
+    node = spec["properties"]["expose"]["items"]["properties"]["protocol"]
+    assert node["x-kubernetes-validations"][0]["rule"].startswith("self.upperAscii() in ")
+    for protocol in _rule_list(node):
+        for written in (protocol, protocol.lower(), protocol.title(), protocol.swapcase()):
+            assert _parses(expose=[{"port": 1, "protocol": written}]), written
+    for wrong in ("UDP", "udp", "", "HTTP2"):
+        assert not _parses(expose=[{"port": 1, "protocol": wrong}]), wrong

@@ -47,6 +47,19 @@ FULL_SPEC: dict[str, Any] = {
 }
 
 
+@pytest.mark.parametrize("protocol", ["http", "HTTP", "Http", "https", "tcp", "Ssh"])
+def test_expose_protocol_in_any_case_is_sent_as_written(protocol: str) -> None:
+    spec = GpuPodSpec.parse({"image": "x", "expose": [{"port": 80, "protocol": protocol}]})
+    body = build_create_request(spec, "n", {}).to_body()
+    assert body["expose"] == [{"port": 80, "protocol": protocol}]
+
+
+@pytest.mark.parametrize("protocol", ["udp", "QUIC", "", "HTTP "])
+def test_expose_protocol_unknown_to_the_api_is_refused(protocol: str) -> None:
+    with pytest.raises(ValueError, match="protocol must be one of HTTP, HTTPS, TCP, SSH"):
+        GpuPodSpec.parse({"image": "x", "expose": [{"port": 80, "protocol": protocol}]})
+
+
 def test_create_request_carries_every_field_and_secret_values() -> None:
     spec = GpuPodSpec.parse(FULL_SPEC)
     req = build_create_request(spec, "ns-gp-abc", {("s", "token"): "s3cr3t"})

@@ -12,10 +12,10 @@ from gpupod_operator.simulator import Dialect, ManualClock, SimulatorConfig, Sim
 from gpupod_operator.simulator.errors import SimError
 from gpupod_operator.simulator.render import render_pod
 from gpupod_operator.simulator.state import Store
+from gpupod_operator.simulator.statuses import SimStatus
 from gpupod_operator.simulator.validation import CreateSpec, validate_create
-from gpupod_operator.yotta import PodStatus
 
-S = PodStatus
+S = SimStatus
 
 
 def make_store(**overrides: Any) -> tuple[Store, ManualClock]:
@@ -31,7 +31,7 @@ def spec(gpu_type: str = "NVIDIA_RTX_4090_24G", count: int = 1, **fields: Any) -
     return validate_create(body, credentials=set(), volumes=set())
 
 
-def status(store: Store, pod_id: int) -> PodStatus:
+def status(store: Store, pod_id: int) -> SimStatus:
     return store.get_pod(pod_id).status_at(store.clock())
 
 
@@ -144,7 +144,7 @@ def test_fail_rate_ends_failed_and_only_delete_is_allowed() -> None:
 
 
 def test_fail_rate_is_seeded_and_roughly_right() -> None:
-    def outcomes() -> list[PodStatus]:
+    def outcomes() -> list[SimStatus]:
         store, clock = make_store(fail_rate=0.3, provision_seconds=0, seed=42)
         return [store.create_pod(spec()).status_at(clock()) for _ in range(400)]
 

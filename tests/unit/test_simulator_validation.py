@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import ast
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from gpupod_operator.simulator import SimulatorConfig, SimulatorServer
+from gpupod_operator.simulator.errors import SimError
+from gpupod_operator.simulator.validation import validate_create
 
 KEY = {"X-Api-Key": "any-key"}
 VALID: dict[str, Any] = {
@@ -70,7 +76,7 @@ INVALID_CREATES: list[tuple[str, dict[str, Any], str]] = [
     ("gpuCount not power of 2", {"gpuCount": 3}, "gpuCount must be a power of 2"),
     ("gpuCount zero", {"gpuCount": 0}, "gpuCount must be a power of 2"),
     ("gpuCount negative", {"gpuCount": -2}, "gpuCount must be a power of 2"),
-    ("gpuCount too big", {"gpuCount": 16}, "gpuCount must be at most 8"),
+    ("gpuCount too big", {"gpuCount": 128}, "gpuCount must be at most 64"),
     ("gpuCount string", {"gpuCount": "2"}, "gpuCount must be an integer"),
     ("gpuCount bool", {"gpuCount": True}, "gpuCount must be an integer"),
     ("resourceType", {"resourceType": "TPU"}, "resourceType must be GPU or CPU"),
@@ -87,6 +93,29 @@ INVALID_CREATES: list[tuple[str, dict[str, Any], str]] = [
     ("expose port 70000", {"expose": [{"port": 70000}]}, "expose[0].port"),
     ("expose port string", {"expose": [{"port": "80"}]}, "expose[0].port"),
     ("expose protocol", {"expose": [{"port": 80, "protocol": "QUIC"}]}, "expose[0].protocol"),
+    (
+        "expose protocol UDP",  # no source shows UDP
+        {"expose": [{"port": 53, "protocol": "udp"}]},
+        "expose[0].protocol must be one of HTTP, HTTPS, TCP, SSH (any case)",
+    ),
+    ("expose too many", {"expose": [{"port": p} for p in range(1, 34)]}, "at most 32 items"),
+    ("regions too many", {"regions": ["us-east-1"] * 17}, "regions must have at most 16"),
+    (
+        "env too many",
+        {"environmentVars": [{"key": f"K{i}", "value": ""} for i in range(129)]},
+        "environmentVars must have at most 128 items",
+    ),
+    (
+        "env value too long",
+        {"environmentVars": [{"key": "K", "value": "v" * 32769}]},
+        "environmentVars[0].value length must be between 0 and 32768",
+    ),
+    ("gpuType too long", {"gpuType": "G" * 129}, "gpuType length must be between 1 and 128"),
+    (
+        "volumes too many",
+        {"persistentVolumes": [{"volumeId": "VOLUME", "mountPath": f"/d{i}"} for i in range(17)]},
+        "persistentVolumes must have at most 16 items",
+    ),
     ("expose duplicate", {"expose": [{"port": 80}, {"port": 80}]}, "port 80 is listed twice"),
     ("expose not object", {"expose": [80]}, "expose[0] must be an object"),
     (
@@ -100,7 +129,13 @@ INVALID_CREATES: list[tuple[str, dict[str, Any], str]] = [
         "persistentMountPath must be an absolute path",
     ),
     ("negative volume", {"containerVolumeInGb": -1}, "containerVolumeInGb must be an integer"),
+    (
+        "empty container volume",
+        {"containerVolumeInGb": 0},
+        "containerVolumeInGb must be an integer between 1 and 10240",
+    ),
     ("vram too big", {"minSingleCardVramInGb": 4096}, "minSingleCardVramInGb must be"),
+    ("shm too big", {"shmInGb": 1537}, "shmInGb must be an integer between 0 and 1536"),
     ("shm float", {"shmInGb": 1.5}, "shmInGb must be an integer"),
     ("auth id unknown", {"containerRegistryAuthId": 999}, "containerRegistryAuthId 999 does not"),
     ("auth id string", {"containerRegistryAuthId": "1"}, "containerRegistryAuthId must be an int"),
@@ -150,6 +185,8 @@ async def test_invalid_create_answers_10001_naming_the_field(
         {"regions": ["us-east-1", "us-east-1", "us-west-1"]},  # a set: duplicates are fine
         {"resourceType": "CPU", "gpuType": _DROP, "gpuCount": _DROP},
         {"expose": [{"port": 22, "protocol": "ssh"}, {"port": 8888, "protocol": "http"}]},
+        {"gpuCount": 16},  # no maximum is documented: the CRD's 64 is the limit
+        {"gpuCount": 64, "shmInGb": 1536, "containerVolumeInGb": 10240},
         {"persistentVolumeInGb": 20, "persistentMountPath": "/workspace"},
         {"imagePublicType": "PRIVATE", "containerRegistryAuthId": "CRED"},
         {"persistentVolumes": [{"volumeId": "VOLUME", "mountPath": "/data", "needBackup": True}]},
@@ -278,3 +315,108 @@ async def test_volume_and_credential_crud(sim: Sim) -> None:
     }
     assert (await http.delete(f"/v2/container-registry-auths/{sim.cred_id}")).json()["data"]
     assert (await http.get(f"/v2/volumes/{sim.volume_id}")).json()["code"] == 10007
+
+
+async def test_expose_protocols_in_any_case_are_echoed_as_written(sim: Sim) -> None:
+    """The guides write `http`, captured responses `HTTP`: both are the API's, kept as sent."""
+    expose = [
+        {"port": 22, "protocol": "ssh"},
+        {"port": 80, "protocol": "Http"},
+        {"port": 443, "protocol": "HTTPS"},
+        {"port": 9000, "protocol": "tCp"},
+    ]
+    payload = (await sim.http.post("/v2/pods", json=body(expose=expose))).json()
+    assert payload["code"] == 10000, payload["message"]
+    assert [(e["port"], e["protocol"]) for e in payload["data"]["expose"]] == [
+        (e["port"], e["protocol"]) for e in expose
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulator's limits are the CRD's: what a GpuPod may say, the simulated API takes, and
+# one past a CRD bound it refuses. Read from the generated CRD, not from api_limits, so a
+# simulator that stopped using the table would fail here.
+# ---------------------------------------------------------------------------------------------
+
+CRD_SPEC: dict[str, Any] = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "crds" / "gpupods.gpupod.dev.yaml").read_text()
+)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+# A body that makes each field's value meaningful on its own (a volume needs a mount path).
+CONTEXT = {"persistentVolumeInGb": {"persistentMountPath": "/w"}}
+
+
+def _accepts(**changes: Any) -> bool:
+    try:
+        validate_create(body(**changes), credentials=(), volumes=())
+    except SimError as err:
+        assert err.code == 10001
+        return False
+    return True
+
+
+def _crd_integer_bounds() -> list[tuple[str, int, int]]:
+    return [
+        (name, node["minimum"], node["maximum"])
+        for name, node in CRD_SPEC.items()
+        if node["type"] == "integer" and "maximum" in node and name != "gpuCount"
+    ]
+
+
+@pytest.mark.parametrize(("name", "lo", "hi"), _crd_integer_bounds())
+def test_integer_bounds_are_the_crds(name: str, lo: int, hi: int) -> None:
+    extra = CONTEXT.get(name, {})
+    assert _accepts(**{name: lo}, **extra) and _accepts(**{name: hi}, **extra)
+    assert not _accepts(**{name: lo - 1}, **extra)
+    assert not _accepts(**{name: hi + 1}, **extra)
+
+
+def test_gpu_counts_are_the_crds() -> None:
+    [rule] = CRD_SPEC["gpuCount"]["x-kubernetes-validations"]
+    allowed = json.loads(rule["rule"].removeprefix("self in "))
+    assert [n for n in range(-1, 2 * allowed[-1] + 2) if _accepts(gpuCount=n)] == allowed
+
+
+@pytest.mark.parametrize(
+    ("name", "fill"),
+    [
+        ("image", "i"),
+        ("imageRegistry", "r"),
+        ("initializationCommand", "c"),
+        ("persistentMountPath", "/"),
+    ],
+)
+def test_string_lengths_are_the_crds(name: str, fill: str) -> None:
+    longest = CRD_SPEC[name]["maxLength"]
+    assert _accepts(**{name: fill * longest})
+    assert not _accepts(**{name: fill * (longest + 1)})
+
+
+@pytest.mark.parametrize(
+    ("name", "api_name", "item"),
+    [
+        pytest.param("expose", "expose", lambda i: {"port": i + 1}, id="expose"),
+        pytest.param("env", "environmentVars", lambda i: {"key": f"K{i}", "value": ""}, id="env"),
+        pytest.param("regions", "regions", lambda i: "us-east-1", id="regions"),
+    ],
+)
+def test_list_sizes_are_the_crds(name: str, api_name: str, item: Callable[[int], Any]) -> None:
+    most = CRD_SPEC[name]["maxItems"]
+    assert _accepts(**{api_name: [item(i) for i in range(most)]})
+    assert not _accepts(**{api_name: [item(i) for i in range(most + 1)]})
+
+
+def test_protocols_are_the_crds() -> None:
+    node = CRD_SPEC["expose"]["items"]["properties"]["protocol"]
+    [rule] = node["x-kubernetes-validations"]
+    protocols = ast.literal_eval(rule["rule"].removeprefix("self.upperAscii() in "))
+    for protocol in protocols:
+        for written in (protocol, protocol.lower(), protocol.title()):
+            assert _accepts(expose=[{"port": 1, "protocol": written}]), written
+    assert not _accepts(expose=[{"port": 1, "protocol": "UDP"}])
+
+
+def test_enums_are_the_crds() -> None:
+    for name in ("imagePublicType", "resourceType"):
+        for value in CRD_SPEC[name]["enum"]:
+            assert _accepts(**{name: value}), (name, value)
+        assert not _accepts(**{name: CRD_SPEC[name]["enum"][0].lower()}), name

@@ -106,6 +106,14 @@ def test_request_body_drops_none_and_reveals_env_values_only_there() -> None:
     assert "hf_topsecret" not in repr(env.model_dump())
 
 
+def test_expose_protocol_case_is_kept_both_ways() -> None:
+    """The docs write `http`, captured responses `HTTP`: the client never rewrites either."""
+    req = _request(expose=[ExposePortRequest(port=80, protocol="http")])
+    assert req.to_body()["expose"] == [{"port": 80, "protocol": "http"}]
+    pod = Pod.model_validate({"id": 1, "expose": [{"port": 80, "protocol": "http"}]})
+    assert pod.expose[0].protocol == "http"
+
+
 def test_request_rejects_unknown_fields() -> None:
     with pytest.raises(ValidationError):
         CreatePodRequest(name="a", image="b", gpuTyp="typo")  # type: ignore[call-arg]

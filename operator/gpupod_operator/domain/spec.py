@@ -1,4 +1,9 @@
-"""The GpuPod spec: parsing, the create request it maps to, its hash and the remote pod name."""
+"""The GpuPod spec: parsing, the create request it maps to, its hash and the remote pod name.
+
+GpuPodSpec has the same names, types and bounds as the CRD's spec schema (hack/gen_crd.py):
+both read the API's limits from gpupod_operator.api_limits and the GpuPod's own bounds below,
+and tests/unit/test_crd_schema.py fails on any difference between the two.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,59 @@ import hashlib
 import json
 from enum import StrEnum
 from operator import itemgetter
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from gpupod_operator import api_limits as limits
+from gpupod_operator.api_limits import ImagePublicType, Length, Range, ResourceType
 from gpupod_operator.yotta import CreatePodRequest
 
 # Fields that only steer the operator; every other spec field is sent to POST /v2/pods and
 # cannot change on a live remote pod (the API has no update).
 OPERATOR_FIELDS = frozenset({"paused", "deletionPolicy", "updatePolicy"})
-REMOTE_NAME_MAX = 255
+REMOTE_NAME_MAX = limits.NAME.maximum
+
+# The GpuPod's own bounds: Kubernetes idioms, not the API's limits.
+REGION_PATTERN = rf"^[a-z0-9-]{{{limits.REGION.minimum},{limits.REGION.maximum}}}$"
+ABSOLUTE_PATH_PATTERN = r"^/.*$"  # absolute; `$` without (?m) also rules out newlines
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+SECRET_NAME = Length(253, minimum=1)
+SECRET_KEY = Length(253, minimum=1)
+# Longer than any protocol so that a wrong one gets the CRD rule's message, not "too long".
+PROTOCOL = Length(16)
+DEFAULT_PROTOCOL = "HTTP"
+
+
+def _length(length: Length, pattern: str | None = None) -> Any:
+    return Field(min_length=length.minimum or None, max_length=length.maximum, pattern=pattern)
+
+
+def _range(bounds: Range) -> Any:
+    return Field(ge=bounds.minimum, le=bounds.maximum)
+
+
+def _known_protocol(value: str) -> str:
+    # Any case, as the API (api_limits.EXPOSE_PROTOCOLS); kept as written, since it is sent so.
+    if value.upper() not in limits.EXPOSE_PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(limits.EXPOSE_PROTOCOLS)}")
+    return value
+
+
+def _power_of_two(value: int) -> int:
+    if value not in limits.GPU_COUNTS:
+        raise ValueError(f"gpuCount must be one of {list(limits.GPU_COUNTS)}")
+    return value
+
+
+def _int(field: str) -> Any:
+    return _range(limits.INTEGERS[field])
+
+
+def _str(field: str, pattern: str | None = None) -> Any:
+    return _length(limits.STRINGS[field], pattern)
 
 
 class DeletionPolicy(StrEnum):
@@ -33,8 +81,8 @@ class _Model(BaseModel):
 
 
 class SecretKeyRef(_Model):
-    name: str
-    key: str
+    name: Annotated[str, _length(SECRET_NAME, DNS_SUBDOMAIN_PATTERN)]
+    key: Annotated[str, _length(SECRET_KEY, SECRET_KEY_PATTERN)]
     optional: bool = False
 
 
@@ -43,44 +91,52 @@ class EnvSource(_Model):
 
 
 class EnvEntry(_Model):
-    name: str
-    value: str | None = None
+    name: Annotated[str, _length(limits.ENV_KEY, ENV_NAME_PATTERN)]
+    value: Annotated[str, _length(limits.ENV_VALUE)] | None = None
     valueFrom: EnvSource | None = None
 
 
 class ExposeEntry(_Model):
-    port: int
-    protocol: str = "HTTP"
+    port: Annotated[int, _range(limits.PORT)]
+    protocol: Annotated[str, _length(PROTOCOL), AfterValidator(_known_protocol)] = DEFAULT_PROTOCOL
 
 
 class PersistentVolume(_Model):
-    volumeId: int
-    mountPath: str
+    volumeId: Annotated[int, _range(limits.RESOURCE_ID)]
+    mountPath: Annotated[str, _length(limits.MOUNT_PATH, ABSOLUTE_PATH_PATTERN)]
     needBackup: bool | None = None
+
+
+def _items(field: str) -> Any:
+    return Field(default_factory=list, max_length=limits.MAX_ITEMS[field])
 
 
 class GpuPodSpec(_Model):
     """The spec as the API server stores it (schema defaults already applied)."""
 
-    image: str
-    imageRegistry: str | None = None
-    imagePublicType: str | None = None
-    containerRegistryAuthId: int | None = None
-    resourceType: str = "GPU"
-    gpuType: str | None = None
-    gpuCount: int = 1
-    regions: list[str] = Field(default_factory=list)
-    minSingleCardVramInGb: int | None = None
-    minSingleCardRamInGb: int | None = None
-    minSingleCardVcpu: int | None = None
-    shmInGb: int | None = None
-    containerVolumeInGb: int | None = None
-    persistentVolumeInGb: int | None = None
-    persistentMountPath: str | None = None
-    initializationCommand: str | None = None
-    expose: list[ExposeEntry] = Field(default_factory=list)
-    persistentVolumes: list[PersistentVolume] = Field(default_factory=list)
-    env: list[EnvEntry] = Field(default_factory=list)
+    image: Annotated[str, _str("image")]
+    imageRegistry: Annotated[str, _str("imageRegistry")] | None = None
+    imagePublicType: ImagePublicType = ImagePublicType.PUBLIC
+    containerRegistryAuthId: Annotated[int, _range(limits.RESOURCE_ID)] | None = None
+    resourceType: ResourceType = ResourceType.GPU
+    gpuType: Annotated[str, _str("gpuType")] | None = None
+    gpuCount: Annotated[
+        int, _range(Range(1, max(limits.GPU_COUNTS))), AfterValidator(_power_of_two)
+    ] = 1
+    regions: list[Annotated[str, _length(limits.REGION, REGION_PATTERN)]] = _items("regions")
+    minSingleCardVramInGb: Annotated[int, _int("minSingleCardVramInGb")] | None = None
+    minSingleCardRamInGb: Annotated[int, _int("minSingleCardRamInGb")] | None = None
+    minSingleCardVcpu: Annotated[int, _int("minSingleCardVcpu")] | None = None
+    shmInGb: Annotated[int, _int("shmInGb")] | None = None
+    containerVolumeInGb: Annotated[int, _int("containerVolumeInGb")] | None = None
+    persistentVolumeInGb: Annotated[int, _int("persistentVolumeInGb")] | None = None
+    persistentMountPath: (
+        Annotated[str, _str("persistentMountPath", ABSOLUTE_PATH_PATTERN)] | None
+    ) = None
+    initializationCommand: Annotated[str, _str("initializationCommand")] | None = None
+    expose: list[ExposeEntry] = _items("expose")
+    persistentVolumes: list[PersistentVolume] = _items("persistentVolumes")
+    env: list[EnvEntry] = _items("environmentVars")
     paused: bool = False
     deletionPolicy: DeletionPolicy = DeletionPolicy.DELETE
     updatePolicy: UpdatePolicy = UpdatePolicy.REJECT

@@ -43,8 +43,8 @@ from gpupod_operator.simulator.errors import (
 from gpupod_operator.simulator.faults import FaultInjector
 from gpupod_operator.simulator.state import Store
 from gpupod_operator.simulator.stats import Stats
+from gpupod_operator.simulator.statuses import SimStatus, parse_status
 from gpupod_operator.simulator.validation import validate_create
-from gpupod_operator.yotta.models import PodStatus
 
 logger = logging.getLogger(__name__)
 
@@ -207,10 +207,10 @@ def _multi(request: web.Request, name: str) -> list[str]:
 
 
 async def list_pods(request: web.Request, sim: Simulator) -> Any:
-    statuses: set[PodStatus] = set()
+    statuses: set[SimStatus] = set()
     for word in _multi(request, "statusList"):
-        status = PodStatus.parse(word)
-        if status is PodStatus.UNKNOWN:
+        status = parse_status(word)
+        if status is None:
             raise invalid(f"statusList: unknown status {word!r}")
         statuses.add(status)
     regions = set(_multi(request, "regionList"))
@@ -320,8 +320,8 @@ async def admin_force_status(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
     body = await _admin_body(request)
     word = body.get("status") if isinstance(body, dict) else None
-    status = PodStatus.parse(word if isinstance(word, str | int) else None)
-    if status is PodStatus.UNKNOWN:
+    status = parse_status(word) if isinstance(word, str | int) else None
+    if status is None:
         return _json(envelope(code=INVALID_REQUEST, message=f"unknown status {word!r}"), 400)
     try:
         pod = sim.store.force_status(_int_id(request), status)

@@ -16,27 +16,16 @@ from typing import Any
 from gpupod_operator.simulator import catalog
 from gpupod_operator.simulator.config import Dialect
 from gpupod_operator.simulator.state import Credential, PodRecord, Store, Volume
-from gpupod_operator.yotta.models import PodStatus
-
-_GUIDE_NAMES = {PodStatus.INITIALIZE: "INITIALIZING", PodStatus.PAUSED: "STOPPED"}
-_CONSOLE_NAMES = {
-    PodStatus.INITIALIZE: "Initializing",
-    PodStatus.RUNNING: "Running",
-    PodStatus.PAUSING: "Stopping",
-    PodStatus.PAUSED: "Stopped",
-    PodStatus.TERMINATING: "Terminating",
-    PodStatus.TERMINATED: "Terminated",
-    PodStatus.FAILED: "Failed",
-}
+from gpupod_operator.simulator.statuses import CONSOLE_NAMES, GUIDE_NAMES, SimStatus
 
 
-def status_word(status: PodStatus, dialect: Dialect) -> str | int | None:
+def status_word(status: SimStatus, dialect: Dialect) -> str | int:
     if dialect.status_names == "int":
         return status.code
     if dialect.status_names == "guide":
-        return _GUIDE_NAMES.get(status, status.value)
+        return GUIDE_NAMES.get(status, status.value)
     if dialect.status_names == "console":
-        return _CONSOLE_NAMES.get(status, status.value)
+        return CONSOLE_NAMES[status]
     return status.value
 
 
@@ -69,7 +58,7 @@ def _endpoints(pod: PodRecord, running: bool) -> tuple[list[dict[str, Any]], str
 def render_pod(pod: PodRecord, now: float, dialect: Dialect) -> dict[str, Any]:
     spec = pod.spec
     status = pod.status_at(now)
-    running = status is PodStatus.RUNNING
+    running = status is SimStatus.RUNNING
     expose, ssh_cmd = _endpoints(pod, running)
     gpu = catalog.GPUS.get(spec.gpu_type or "")
     price = gpu.price if gpu else catalog.CPU_PRICE
@@ -99,7 +88,7 @@ def render_pod(pod: PodRecord, now: float, dialect: Dialect) -> dict[str, Any]:
         "createdAt": _ms(pod.created),
         "updatedAt": _ms(pod.updated_at(now)),
     }
-    if status is PodStatus.FAILED:
+    if status is SimStatus.FAILED:
         body["failureReason"] = pod.failure_reason
     return body
 

@@ -35,10 +35,10 @@ from gpupod_operator.simulator.errors import (
     SimError,
     invalid,
 )
+from gpupod_operator.simulator.statuses import SimStatus
 from gpupod_operator.simulator.validation import CreateSpec
-from gpupod_operator.yotta.models import PodStatus
 
-S = PodStatus
+S = SimStatus
 # Snowflake-like ids well above 2**53, so a client that parses them as floats breaks.
 _ID_BASE = 362_740_422_811_062_272
 _ID_STRIDE = 4099
@@ -54,16 +54,16 @@ class PodRecord:
     region: str
     created: float
     #: The current segment: `status` from `since`, becoming `then` after `duration`.
-    status: PodStatus
+    status: SimStatus
     since: float
     duration: float
-    then: PodStatus
+    then: SimStatus
     #: Why the pod ends FAILED when `then` is FAILED (or it was forced FAILED).
     failure_reason: str | None = None
     #: Whether the pod's GPUs count against the capacity.
     holds: bool = False
 
-    def status_at(self, now: float) -> PodStatus:
+    def status_at(self, now: float) -> SimStatus:
         return self.then if now >= self.since + self.duration else self.status
 
     def settled_at(self) -> float:
@@ -187,7 +187,7 @@ class Store:
         return reversed(list(self.pods.values()))
 
     def list_pods(
-        self, regions: set[str] | None, statuses: set[PodStatus] | None
+        self, regions: set[str] | None, statuses: set[SimStatus] | None
     ) -> list[PodRecord]:
         now = self.clock()
         return [
@@ -229,7 +229,7 @@ class Store:
         self._start(pod, now, self.config.effective_resume_seconds)
         return pod
 
-    def force_status(self, pod_id: int, status: PodStatus) -> PodRecord:
+    def force_status(self, pod_id: int, status: SimStatus) -> PodRecord:
         """Admin: pin a status (drift tests). It stays until the next action."""
         pod = self.pods.get(pod_id)
         if pod is None:

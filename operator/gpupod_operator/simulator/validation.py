@@ -1,14 +1,17 @@
 """Create-body validation (reference §7), with messages that name the offending field.
 
+The limits (lengths, ranges, enums, list sizes, GPU counts, protocols) are the API limits
+table, gpupod_operator.api_limits, which the CRD is generated from too: what the CRD admits,
+the simulator admits. The table says which limits are documented and which are ours.
+
 Choices where the sources are silent or disagree:
 - types are strict (a JSON string "2" is not an integer, a bool is not a number); Spring's
   Jackson would coerce some of these, but a strict simulator catches client bugs earlier.
-- gpuCount is a power of two between 1 and 8 (8 is the usual node size; no max is documented).
 - `regions` is a set: duplicates are dropped silently; an empty or absent list means "any".
 - a gpuType must be offered in at least one requested region, otherwise 10001.
 - imagePublicType and resourceType are case-sensitive enums, as Jackson enums are.
-- expose protocols HTTP, HTTPS, TCP, UDP, SSH are accepted in any case (the sources show both
-  `http` and `HTTP`); a port may be exposed once.
+- expose protocols are accepted in any case (the sources show both `http` and `HTTP`) and
+  echoed as written; a port may be exposed once; an omitted protocol is TCP.
 """
 
 from __future__ import annotations
@@ -17,24 +20,9 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+from gpupod_operator import api_limits as limits
 from gpupod_operator.simulator import catalog
 from gpupod_operator.simulator.errors import invalid
-
-MAX_GPU_COUNT = 8
-PROTOCOLS = frozenset({"HTTP", "HTTPS", "TCP", "UDP", "SSH"})
-_INT_FIELDS: dict[str, int] = {
-    "minSingleCardVramInGb": 1536,
-    "minSingleCardRamInGb": 1536,
-    "minSingleCardVcpu": 1024,
-    "shmInGb": 1536,
-    "containerVolumeInGb": 10240,
-    "persistentVolumeInGb": 10240,
-}
-_STR_FIELDS: dict[str, int] = {
-    "imageRegistry": 255,
-    "persistentMountPath": 255,
-    "initializationCommand": 4096,
-}
 
 
 @dataclass
@@ -58,7 +46,19 @@ def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _text(body: dict[str, Any], name: str, *, required: bool, max_len: int = 255) -> str | None:
+def _in_range(value: Any, bounds: limits.Range) -> TypeGuard[int]:
+    return (
+        _is_int(value)
+        and value >= bounds.minimum
+        and (bounds.maximum is None or value <= bounds.maximum)
+    )
+
+
+def _between(bounds: limits.Range) -> str:
+    return f"between {bounds.minimum} and {bounds.maximum}"
+
+
+def _text(body: dict[str, Any], name: str, length: limits.Length, *, required: bool) -> str | None:
     value = body.get(name)
     if value is None:
         if required:
@@ -68,9 +68,13 @@ def _text(body: dict[str, Any], name: str, *, required: bool, max_len: int = 255
         raise invalid(f"{name} must be a string")
     if required and not value.strip():
         raise invalid(f"{name} must not be blank")
-    if len(value) > max_len:
-        raise invalid(f"{name} length must be between 1 and {max_len}")
+    _check_length(name, value, length)
     return value
+
+
+def _check_length(name: str, value: str, length: limits.Length) -> None:
+    if not length.minimum <= len(value) <= length.maximum:
+        raise invalid(f"{name} length must be between {length.minimum} and {length.maximum}")
 
 
 def _list(body: dict[str, Any], name: str) -> list[Any]:
@@ -79,6 +83,8 @@ def _list(body: dict[str, Any], name: str) -> list[Any]:
         return []
     if not isinstance(value, list):
         raise invalid(f"{name} must be an array")
+    if len(value) > limits.MAX_ITEMS[name]:
+        raise invalid(f"{name} must have at most {limits.MAX_ITEMS[name]} items")
     return value
 
 
@@ -87,6 +93,7 @@ def _regions(body: dict[str, Any]) -> list[str]:
     for region in _list(body, "regions"):
         if not isinstance(region, str):
             raise invalid("regions must be an array of strings")
+        _check_length("regions[]", region, limits.REGION)
         if region not in catalog.REGIONS:
             raise invalid(f"regions: unknown region {region!r}")
         if region not in regions:
@@ -95,7 +102,7 @@ def _regions(body: dict[str, Any]) -> list[str]:
 
 
 def _gpu(body: dict[str, Any], regions: list[str]) -> tuple[str, int]:
-    gpu_type = _text(body, "gpuType", required=True)
+    gpu_type = _text(body, "gpuType", limits.STRINGS["gpuType"], required=True)
     assert gpu_type is not None
     spec = catalog.GPUS.get(gpu_type)
     if spec is None:
@@ -109,8 +116,8 @@ def _gpu(body: dict[str, Any], regions: list[str]) -> tuple[str, int]:
         raise invalid("gpuCount must be an integer")
     if count < 1 or count & (count - 1):
         raise invalid("gpuCount must be a power of 2")
-    if count > MAX_GPU_COUNT:
-        raise invalid(f"gpuCount must be at most {MAX_GPU_COUNT}")
+    if count not in limits.GPU_COUNTS:
+        raise invalid(f"gpuCount must be at most {max(limits.GPU_COUNTS)}")
     return gpu_type, count
 
 
@@ -124,6 +131,8 @@ def _env(body: dict[str, Any]) -> list[dict[str, str]]:
             raise invalid(f"environmentVars[{i}].key is required")
         if not isinstance(value, str):
             raise invalid(f"environmentVars[{i}].value must be a string")
+        _check_length(f"environmentVars[{i}].key", key, limits.ENV_KEY)
+        _check_length(f"environmentVars[{i}].value", value, limits.ENV_VALUE)
         env.append({"key": key, "value": value})
     return env
 
@@ -134,12 +143,15 @@ def _expose(body: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise invalid(f"expose[{i}] must be an object")
         port, protocol = item.get("port"), item.get("protocol")
-        if not _is_int(port) or not 1 <= port <= 65535:
-            raise invalid(f"expose[{i}].port must be an integer between 1 and 65535")
+        if not _in_range(port, limits.PORT):
+            raise invalid(f"expose[{i}].port must be an integer {_between(limits.PORT)}")
         if protocol is not None and (
-            not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS
+            not isinstance(protocol, str) or protocol.upper() not in limits.EXPOSE_PROTOCOLS
         ):
-            raise invalid(f"expose[{i}].protocol must be one of {sorted(PROTOCOLS)}")
+            raise invalid(
+                f"expose[{i}].protocol must be one of {', '.join(limits.EXPOSE_PROTOCOLS)}"
+                " (any case)"
+            )
         if any(p["port"] == port for p in ports):
             raise invalid(f"expose: port {port} is listed twice")
         ports.append({"port": port, "protocol": protocol or "TCP"})
@@ -162,6 +174,7 @@ def _volumes(body: dict[str, Any], volumes: Container[int]) -> list[dict[str, An
             raise invalid(f"persistentVolumes[{i}].volumeId {volume_id} does not exist")
         if not isinstance(mount, str) or not mount.startswith("/"):
             raise invalid(f"persistentVolumes[{i}].mountPath must be an absolute path")
+        _check_length(f"persistentVolumes[{i}].mountPath", mount, limits.MOUNT_PATH)
         if backup is not None and not isinstance(backup, bool):
             raise invalid(f"persistentVolumes[{i}].needBackup must be a boolean")
         refs.append({"volumeId": volume_id, "mountPath": mount, "needBackup": bool(backup)})
@@ -174,14 +187,17 @@ def validate_create(
     """Check a create body; raise SimError(10001) naming the first bad field."""
     if not isinstance(body, dict):
         raise invalid("request body must be a JSON object")
-    name = _text(body, "name", required=True)
-    image = _text(body, "image", required=True)
+    name = _text(body, "name", limits.NAME, required=True)
+    image = _text(body, "image", limits.STRINGS["image"], required=True)
     assert name is not None and image is not None
 
     echo: dict[str, Any] = {}
-    for key in ("imagePublicType", "resourceType"):
+    for key, enum in (
+        ("imagePublicType", limits.ImagePublicType),
+        ("resourceType", limits.ResourceType),
+    ):
         value = body.get(key)
-        allowed = ("PUBLIC", "PRIVATE") if key == "imagePublicType" else ("GPU", "CPU")
+        allowed = [e.value for e in enum]
         if value is not None and value not in allowed:
             raise invalid(f"{key} must be {' or '.join(allowed)}")
     echo["imagePublicType"] = body.get("imagePublicType") or "PUBLIC"
@@ -190,15 +206,17 @@ def validate_create(
     regions = _regions(body)
     gpu_type, gpu_count = _gpu(body, regions) if resource_type == "GPU" else (None, 0)
 
-    for key, limit in _INT_FIELDS.items():
+    for key, bounds in limits.INTEGERS.items():
         value = body.get(key)
         if value is None:
             continue
-        if not _is_int(value) or not 0 <= value <= limit:
-            raise invalid(f"{key} must be an integer between 0 and {limit}")
+        if not _in_range(value, bounds):
+            raise invalid(f"{key} must be an integer {_between(bounds)}")
         echo[key] = value
-    for key, limit in _STR_FIELDS.items():
-        if (value := _text(body, key, required=False, max_len=limit)) is not None:
+    for key, length in limits.STRINGS.items():
+        if key in ("image", "gpuType"):
+            continue  # checked above
+        if (value := _text(body, key, length, required=False)) is not None:
             echo[key] = value
     if echo.get("persistentVolumeInGb", 0) > 0:
         mount = echo.get("persistentMountPath")
