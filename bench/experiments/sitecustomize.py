@@ -5,15 +5,14 @@ The bench puts this directory on the operator's PYTHONPATH and names the experim
 GPUPOD_BENCH_EXPERIMENTS (comma-separated); Python imports `sitecustomize` at startup. Without
 that variable nothing here runs. Each experiment is the smallest stand-in for a proposed change:
 
-- kube-semaphore: at most 16 requests in flight in controller.kube.KubeApi (its pool has 20
-  connections), so httpcore never queues hundreds of requests and rescans them on every event.
 - consistency-60: kopf waits up to 60 s (default 5) for its own patch to come back through the
   watch before acting on an older body (under load it re-ran create handlers on stale bodies).
-- events-background: Events are posted from a background task; handlers do not wait for them.
-- lean-delete: no "Deleting" Event and no status patch when the finalizer is released in the
-  same handler call (the object is gone a few milliseconds later).
 - worker-limit-100: kopf processes at most 100 objects at once (settings.queueing.worker_limit;
   the operator sets None = unlimited), which bounds the transient memory of a burst.
+
+(kube-semaphore, events-background and lean-delete were measured here and are now in the
+product: the official client's connection pool, the background Event poster, and no status
+write on release.)
 - malloc-trim: every 5 s, glibc malloc_trim(0): shows how much of the RSS is freed memory the
   allocator kept (a stand-in for MALLOC_TRIM_THRESHOLD_/MALLOC_ARENA_MAX tuning).
 - tracemalloc: not a change but a diagnosis: trace Python allocations ($GPUPOD_BENCH_TRACEMALLOC_
@@ -30,29 +29,11 @@ from typing import Any
 
 ENV = "GPUPOD_BENCH_EXPERIMENTS"
 KNOWN = (
-    "kube-semaphore",
     "consistency-60",
-    "events-background",
-    "lean-delete",
     "worker-limit-100",
     "malloc-trim",
     "tracemalloc",
 )
-
-
-def _kube_semaphore() -> None:
-    from gpupod_operator.controller import kube
-
-    original = kube.KubeApi._request
-
-    async def _request(self: Any, method: str, path: str, **kwargs: Any) -> Any:
-        gate = self.__dict__.get("_bench_gate")
-        if gate is None:
-            gate = self.__dict__["_bench_gate"] = asyncio.Semaphore(16)
-        async with gate:
-            return await original(self, method, path, **kwargs)
-
-    kube.KubeApi._request = _request  # type: ignore[method-assign]
 
 
 def _consistency() -> None:
@@ -63,45 +44,6 @@ def _consistency() -> None:
     @kopf.on.startup()
     async def bench_consistency(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.consistency_timeout = 60.0
-
-
-def _events_background() -> None:
-    from gpupod_operator.controller import events
-
-    original = events.EventRecorder.record
-    pending: set[asyncio.Task[None]] = set()
-
-    async def record(self: Any, ref: Any, type_: str, reason: str, message: str) -> None:
-        task = asyncio.create_task(original(self, ref, type_, reason, message))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    events.EventRecorder.record = record  # type: ignore[method-assign]
-
-
-def _lean_delete() -> None:
-    from gpupod_operator.controller import events, reconciler
-
-    original_record = events.EventRecorder.record
-
-    async def record(self: Any, ref: Any, type_: str, reason: str, message: str) -> None:
-        if reason == "Deleting":
-            return
-        await original_record(self, ref, type_, reason, message)
-
-    events.EventRecorder.record = record  # type: ignore[method-assign]
-
-    async def finalize(rt: Any, body: Any, patch: Any, retry: int) -> None:
-        a = reconciler.Attempt.of(rt, body)
-        released = False
-        try:
-            await reconciler._finalize_steps(a, retry)
-            released = True
-        finally:
-            if not released:
-                patch.status.update(a.out)
-
-    reconciler.finalize = finalize
 
 
 def _worker_limit() -> None:
@@ -167,21 +109,9 @@ def _tracemalloc() -> None:
 
 
 def apply(names: list[str]) -> None:
-    # lean-delete wraps `record` first so events-background wraps the filtered one.
-    order = [
-        "tracemalloc",
-        "kube-semaphore",
-        "consistency-60",
-        "worker-limit-100",
-        "malloc-trim",
-        "lean-delete",
-        "events-background",
-    ]
+    order = ["tracemalloc", "consistency-60", "worker-limit-100", "malloc-trim"]
     table = {
-        "kube-semaphore": _kube_semaphore,
         "consistency-60": _consistency,
-        "events-background": _events_background,
-        "lean-delete": _lean_delete,
         "tracemalloc": _tracemalloc,
         "worker-limit-100": _worker_limit,
         "malloc-trim": _malloc_trim,
