@@ -377,7 +377,7 @@ async def _finalize_steps(a: Attempt, retry: int) -> None:
             if e.kind == f.FailureKind.GONE:
                 a.observed = st.Observed(None)
                 continue
-            message = f"remote pod {a.recorded.pod_id}: {f.DELETE_FAILED.describe(e)}"
+            message = f.DELETE_FAILED.describe(e, pod_id=a.recorded.pod_id)
             a.facts.update(message=message)
             a.sync = st.Sync.failed(f.DELETE_FAILED.reason, message)
             if retry == 0 or retry % 10 == 0:

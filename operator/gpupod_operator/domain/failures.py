@@ -49,8 +49,8 @@ class Policy:
     # Our view of the pod was stale, nothing more: read it again after `delay`, report nothing.
     observe_again: bool = False
 
-    def describe(self, error: ProviderError) -> str:
-        return self.message.format(error=error)
+    def describe(self, error: ProviderError, **context: object) -> str:
+        return self.message.format(error=error, **context)
 
 
 _DEFAULT = Policy("ProviderError", None)
@@ -73,7 +73,7 @@ _TABLE: dict[tuple[FailureKind, Operation | None], Policy] = {
 DELETE_FAILED = Policy(
     "DeleteFailed",
     None,
-    "cannot delete the remote pod: {error}. The finalizer stays until the provider confirms; "
+    "cannot delete remote pod {pod_id}: {error}. The finalizer stays until the provider confirms; "
     "to give up and keep the pod, set spec.deletionPolicy: Orphan",
 )
 
