@@ -85,10 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         choices=[
-            "kube-semaphore",
             "consistency-60",
-            "events-background",
-            "lean-delete",
             "worker-limit-100",
             "malloc-trim",
             "tracemalloc",

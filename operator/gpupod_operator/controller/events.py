@@ -23,7 +23,7 @@ NORMAL = "Normal"
 WARNING = "Warning"
 MAX_MESSAGE = 1024  # the API server's limit for an Event message
 QUEUE_SIZE = 10_000
-WORKERS = 4  # concurrent posts: enough for a burst of 1000 GpuPods created at once
+WORKERS = 8  # concurrent posts: a burst of 1000 GpuPods posts ~2000 Events
 
 Post = Callable[[ObjectRef, str, str, str], Awaitable[None]]
 _Item = tuple[ObjectRef, str, str, str]

@@ -125,9 +125,10 @@ class Attempt:
             sync=self.sync,
         )
 
-    async def save(self) -> None:
-        """Write what this attempt learned (nothing, if the status would not change)."""
-        await self.rt.status.write(self.ref, self.status, self.generation, self._project)
+    async def save(self) -> dict[str, Any] | None:
+        """Write what this attempt learned (nothing, if the status would not change); on a
+        conflict the writer projects it onto the fresh status. The object as written."""
+        return await self.rt.status.write(self.ref, self.status, self.generation, self._project)
 
     def fail(self, reason: str, message: str, delay: float) -> kopf.TemporaryError:
         """Report a problem on the GpuPod (once per reason as an Event) and retry later."""
@@ -280,7 +281,12 @@ async def _run(
             await steps(a, retry)
         except Stale:
             log.info("%s/%s changed meanwhile; deciding again", a.ref.namespace, a.ref.name)
-            body = await _fresh(rt, a.ref)
+            # What this attempt did before the lost swap (a Recreate's delete, a pause) is a
+            # fact all the same: keep it, then decide again from the fresh object.
+            try:
+                body = await a.save() or await _fresh(rt, a.ref)
+            except KubeError as e:
+                raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=f.backoff(retry)) from e
             if body is None:
                 return
             continue
