@@ -26,7 +26,7 @@ from gpupod_operator.domain.decisions import CREATE_SETTLE
 from gpupod_operator.domain.failures import FailureKind
 
 from ..e2e.gpupods import condition
-from .fakes import (
+from .reconciler_fakes import (
     REMOTE_NAME,
     SPEC,
     T0_ISO,
@@ -484,7 +484,7 @@ EXISTING: dict[str, Case] = {
             delete=returns(None),
         ),
         want=Want(
-            ops=["observe p1", "delete p1", "observe p1", "patch replacing=True"],
+            ops=["observe p1", "patch replacing=True", "delete p1", "observe p1", "patch"],
             raises=TEMPORARY,
             synced=("False", "Recreating"),
             status={"replacing": True, "phase": "Terminating", "podId": "p1"},
@@ -495,7 +495,7 @@ EXISTING: dict[str, Case] = {
         body=owned(specHash="old", spec=RECREATE),
         fns=Fns(observe=returns(pod("p1")), delete=raises(K.UNAVAILABLE)),
         want=Want(
-            ops=["observe p1", "delete p1", "patch replacing=True"],
+            ops=["observe p1", "patch replacing=True", "delete p1", "patch"],
             raises=TEMPORARY,
             synced=("False", "ProviderUnavailable"),
             status={"replacing": True},

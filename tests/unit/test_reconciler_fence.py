@@ -78,10 +78,11 @@ async def test_a_recreate_cut_short_by_a_lost_swap_still_completes() -> None:
     yotta.delete_pod = delete_then_someone_writes  # type: ignore[method-assign]
     await reconciler.reconcile(rt, {**kube.objects["a"], "metadata": dict(body["metadata"])}, 0)
     actions = [c for c in log if c.startswith(("create", "delete", "kube patch"))]
-    # The facts (replacing, the old podId forgotten) were written after the lost swap and
-    # before the new POST; exactly one new pod; the replacement is complete.
-    kept = next(i for i, c in enumerate(actions) if "replacing" in c)
-    assert actions.index("delete 1") < kept < actions.index("create r")
+    # `replacing` was stored before the delete, the old podId forgotten after the lost swap
+    # and before the new POST; exactly one new pod; the replacement is complete.
+    replacing = next(i for i, c in enumerate(actions) if "replacing" in c)
+    forgotten = next(i for i, c in enumerate(actions) if "podId" in c and i > replacing)
+    assert replacing < actions.index("delete 1") < forgotten < actions.index("create r")
     assert sum(c.startswith("create") for c in actions) == 1
     status = kube.objects["a"]["status"]
     assert status["podId"] == "2" and "replacing" not in status and "createPending" not in status

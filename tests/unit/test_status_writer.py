@@ -19,7 +19,7 @@ from gpupod_operator.controller.status_writer import CONFLICT_RETRIES, Compute
 from gpupod_operator.domain import status as st
 
 from ..e2e.gpupods import condition
-from .fakes import NAME, NS, T0, World, Worlds, gpupod, pod
+from .reconciler_fakes import NAME, NS, T0, World, Worlds, gpupod, pod
 
 CONFLICT = Conflict(409, "the object has been modified")
 OUTAGE = "the Yotta API cannot be reached: connection refused"

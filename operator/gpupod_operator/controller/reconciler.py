@@ -172,17 +172,15 @@ class Attempt:
 
     # ------------------------------------------------------------ remote writes
 
-    async def write_marker(self, since: dt.datetime) -> None:
-        """The create marker, as a compare-and-swap at the version this attempt decided on."""
-        marker = {
-            "createPending": {"remoteName": self.recorded.remote_name, "since": st.now_iso(since)},
-            "remoteName": self.recorded.remote_name,
-            "phase": st.Phase.CREATING.value,
-        }
+    async def store_first(self, facts: dict[str, Any], now: dt.datetime) -> None:
+        """Store `facts` (with what the attempt knows so far) BEFORE a remote call whose
+        answer may be lost after it took effect, as a compare-and-swap at the version this
+        attempt decided on: a conflict means someone else may be acting (Stale)."""
         patch = st.project(
-            self.status, now=since, gpu_count=self.spec.gpuCount, facts={**self.facts, **marker}
+            self.status, now=now, gpu_count=self.spec.gpuCount, facts={**self.facts, **facts}
         )
-        assert patch is not None, "a new marker always changes the status"
+        if patch is None:
+            return  # already stored
         try:
             result = await self.rt.kube.patch_status(self.ref, patch)
         except Conflict:
@@ -191,6 +189,15 @@ class Attempt:
         self.ref = ObjectRef.of(result)
         self.status = dict(result.get("status") or {})
         self.facts.clear()  # written
+
+    async def write_marker(self, since: dt.datetime) -> None:
+        """The create marker: a POST may follow, so a lookup by name must precede any other."""
+        marker = {
+            "createPending": {"remoteName": self.recorded.remote_name, "since": st.now_iso(since)},
+            "remoteName": self.recorded.remote_name,
+            "phase": st.Phase.CREATING.value,
+        }
+        await self.store_first(marker, since)
         self.recorded = replace(self.recorded, pending_since=since)
 
     async def create(self) -> None:
@@ -242,10 +249,11 @@ class Attempt:
                 events.normal(ref, "Resuming", f"resuming remote pod {pod_id}")
             case d.Delete(pod_id=pod_id, reason=reason, replace=replacing):
                 if replacing:
-                    # Recorded before the call, as for a pause: the answer may be lost after
-                    # it worked, and a started replacement must complete.
+                    # Stored before the call: the answer (or the operator) may be lost after
+                    # it worked, and a started replacement must complete even if the spec is
+                    # reverted meanwhile.
+                    await self.store_first({"replacing": True}, _now())
                     self.recorded = replace(self.recorded, replacing=True)
-                    self.facts["replacing"] = True
                 self.observed = None
                 await provider.delete(pod_id)
                 events.normal(ref, "Deleting", f"deleting remote pod {pod_id}: {reason}")
@@ -321,7 +329,9 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
                     a.facts["phase"] = phase
                 a.facts["message"] = message
                 a.sync = st.Sync.failed(reason, message)
-                if a.reported != reason:
+                # A move into Failed/Lost/Terminated is announced by the status writer already.
+                announced = st.transition_event(a.status.get("phase"), a.facts, a.recorded.pod_id)
+                if a.reported != reason and announced is None:
                     a.rt.events.warning(a.ref, reason, message)
                 return
             case d.Wait(reason=reason, message=message, delay=delay, unsure=unsure):

@@ -47,7 +47,9 @@ class StatusWriter:
         *,
         reread: bool = True,
     ) -> dict[str, Any] | None:
-        """Write `compute(status, generation)` at `ref.resource_version`.
+        """Write `compute(status, generation)` at `ref.resource_version`. After a conflict
+        `status` is the fresh one but `generation` stays: it is the one the writer acted on,
+        and a newer spec it has not seen must not be claimed as observed.
 
         Posts the Event of a phase change it wrote. Returns the object as written (None
         when there was nothing to write, or when the object is gone). With `reread=False` a
@@ -76,7 +78,6 @@ class StatusWriter:
                     return None  # a new object with the same name: not ours to write
                 ref = ObjectRef.of(fresh)
                 status = fresh.get("status") or {}
-                generation = int(fresh["metadata"].get("generation") or generation)
                 continue
             self._metrics.status_patches.inc()
             self._registry.upsert(result)

@@ -257,7 +257,9 @@ def project(
     previous = list(current.get("conditions") or [])
     phase = update.get("phase", current.get("phase"))
     conditions = {c.get("type"): c for c in previous}
-    if seen is not None or unreachable is not None or "phase" in update or sync is not None:
+    # Ready changes only with news about the pod; a Synced outcome alone (e.g. a failed call
+    # during an outage) must not undo the poller's Ready=Unknown.
+    if seen is not None or unreachable is not None or "phase" in update:
         conditions[READY] = ready(phase, seen, unreachable).render(previous, now)
     if sync is not None:
         conditions[SYNCED] = Condition(
@@ -313,6 +315,8 @@ def transition_event(
     phase = fields.get("phase")
     if phase is None or phase == old_phase or phase not in _TRANSITION_EVENTS:
         return None
+    if pod_id is None:
+        return None  # no remote pod to report on (e.g. a create the API refused)
     reason, bad = _TRANSITION_EVENTS[phase]
     if phase == Phase.RUNNING.value:
         where = f" in {fields['region']}" if fields.get("region") else ""
