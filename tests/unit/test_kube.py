@@ -5,7 +5,7 @@ three errors it raises."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,8 +23,11 @@ class Server:
         self.answers: list[int] = []  # statuses to give before a 200, in order
         self.seen: list[tuple[str, str]] = []  # (method, Authorization)
         self.tokens_ok = {"Bearer good"}
+        self.override: Callable[[web.Request], Awaitable[web.Response]] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
+        if self.override is not None:
+            return await self.override(request)
         auth = request.headers.get("Authorization", "")
         self.seen.append((request.method, auth))
         if auth not in self.tokens_ok:
@@ -125,3 +128,28 @@ async def test_a_refused_connection_is_a_kube_error_not_a_crash(
         assert caught.value.status == 0 and "cannot reach" in str(caught.value)
     finally:
         await kube.aclose()
+
+
+async def test_core_calls_secret_read_and_event_post(server: tuple) -> None:
+    srv, kube, _ = server
+    seen: list[tuple[str, str, object]] = []
+
+    async def core(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else None
+        seen.append((request.method, request.path, body))
+        if request.path.endswith("/secrets/missing"):
+            return web.json_response({"message": "not found"}, status=404)
+        return web.json_response({"data": {"token": "czNjcjN0"}}, status=200)
+
+    srv.override = core
+    assert await kube.get_secret_data("ns", "creds") == {"token": "s3cr3t"}
+    assert await kube.get_secret_data("ns", "missing") is None
+    await kube.post_event(REF, "Warning", "DeleteFailed", "cannot delete")
+    method, path, event = seen[-1]
+    assert (method, path) == ("POST", "/api/v1/namespaces/ns/events")
+    assert isinstance(event, dict) and event["involvedObject"]["uid"] == "uid-a"
+    assert (event["type"], event["reason"], event["message"]) == (
+        "Warning",
+        "DeleteFailed",
+        "cannot delete",
+    )
