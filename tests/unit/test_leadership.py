@@ -105,3 +105,40 @@ def test_the_fence_exits_once_the_deadline_passed_and_defers_late_creates() -> N
     clock.now += 15  # a SIGSTOPped leader wakes up past its renew deadline
     elector.check()
     assert exits and "not renewed within 40s" in exits[0]
+
+
+class Lost(Exception):
+    pass
+
+
+async def test_the_fenced_transport_checks_again_right_before_the_bytes_leave() -> None:
+    import asyncio
+
+    import httpx
+
+    from gpupod_operator.controller.leader import FencedTransport
+
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(1000))
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    calls = []
+
+    def check() -> None:
+        # passes when the request is handed over, fails after the connect (a process frozen
+        # there woke up past its Lease)
+        calls.append(len(calls))
+        if len(calls) > 1:
+            raise Lost()
+
+    async with httpx.AsyncClient(transport=FencedTransport(check)) as client:
+        with pytest.raises(Lost):
+            await client.post(f"http://127.0.0.1:{port}/v2/pods", json={"name": "x"})
+    server.close()
+    await server.wait_closed()
+    assert len(calls) == 2
+    assert received in ([], [b""])  # connected, but not one byte of the request was sent

@@ -9,7 +9,6 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
 import kopf
 
 from gpupod_operator.config import OperatorConfig
@@ -92,8 +91,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     transport = None
     if LEADER is not None:
         # Every Yotta request passes the Lease check just before it is sent (controller.leader).
-        inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=32))
-        transport = FencedTransport(LEADER.check, inner)
+        transport = FencedTransport(LEADER.check)
     yotta = YottaClient(
         config.api_url,
         config.api_key.get_secret_value(),

@@ -23,10 +23,13 @@ import datetime as dt
 import logging
 import os
 import socket
+import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+import httpcore
 import httpx
 from kubernetes.aio import client as k8s
 
@@ -266,16 +269,82 @@ class LeaderElector:
             self._api = None
 
 
-class FencedTransport(httpx.AsyncBaseTransport):
-    """The Yotta client's transport: `check` runs right before every request is sent."""
+class _FencedStream(httpcore.AsyncNetworkStream):
+    def __init__(self, inner: httpcore.AsyncNetworkStream, check: Callable[[], None]) -> None:
+        self._inner, self._check = inner, check
 
-    def __init__(self, check: Callable[[], None], inner: httpx.AsyncBaseTransport) -> None:
-        self._check = check
-        self._inner = inner
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        # The last moment before bytes leave; no await lies between the check and the send.
         self._check()
-        return await self._inner.handle_async_request(request)
+        await self._inner.write(buffer, timeout)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
+    ) -> httpcore.AsyncNetworkStream:
+        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _FencedStream(tls, self._check)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _FencedBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, check: Callable[[], None]) -> None:
+        self._inner, self._check = inner, check
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _FencedStream(stream, self._check)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _FencedStream(stream, self._check)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class FencedTransport(httpx.AsyncHTTPTransport):
+    """The Yotta client's transport: `check` runs when a request is handed over and again
+    right before each write to the socket. A check made only when the request starts would
+    leave the connect (and any wait for a pooled connection) between it and the send: a
+    process frozen there (SIGSTOP) sent its create after waking, long after its Lease passed
+    (found by tests/e2e/test_ha.py)."""
+
+    def __init__(self, check: Callable[[], None], *, max_connections: int = 32) -> None:
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        super().__init__(limits=limits)
+        pool = self._pool
+        # httpx has no parameter for httpcore's network backend; without a proxy (none is
+        # configured here) its pool is a plain AsyncConnectionPool that makes connections
+        # with this backend.
+        assert isinstance(pool, httpcore.AsyncConnectionPool), type(pool)
+        pool._network_backend = _FencedBackend(pool._network_backend, check)
+        self._check = check
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._check()
+        return await super().handle_async_request(request)
