@@ -15,7 +15,6 @@ from gpupod_operator.config import ConfigError, OperatorConfig
 
 if TYPE_CHECKING:
     from gpupod_operator.controller.leader import LeaderElector
-    from gpupod_operator.controller.metrics import Metrics
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -48,12 +47,14 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
-    metrics = Metrics()
     elector = None
     if args.leader_election:
-        elector = _elector(args, config.request_timeout, metrics)
+        elector = _elector(args, config.request_timeout)
         if elector is None:
             return 2
+    metrics = Metrics()
+    if elector is not None:
+        elector.on_change = lambda leading: metrics.leader.set(1 if leading else 0)
     else:
         metrics.leader.set(1)
     if config.metrics_port:
@@ -62,9 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(_operate(args, elector))
 
 
-def _elector(
-    args: argparse.Namespace, create_timeout: float, metrics: Metrics
-) -> LeaderElector | None:
+def _elector(args: argparse.Namespace, create_timeout: float) -> LeaderElector | None:
     from gpupod_operator.controller.leader import LeaderElector, default_namespace
     from gpupod_operator.domain.leadership import Timings
 
@@ -93,7 +92,6 @@ def _elector(
         args.leader_election_id,
         timings=timings,
         create_timeout=create_timeout,
-        on_change=lambda leading: metrics.leader.set(1 if leading else 0),
     )
 
 

@@ -37,8 +37,8 @@ SLACK = 1.5
 _HOP_HEADERS = ("content-length", "connection", "transfer-encoding", "content-encoding")
 
 
-def operator_args(namespace: str, metrics_port: int) -> list[str]:
-    return [
+def operator_args(namespace: str, metrics_port: int, short: bool = True) -> list[str]:
+    common = [
         "--sync-interval",
         "2",
         "--fast-sync-interval",
@@ -48,6 +48,12 @@ def operator_args(namespace: str, metrics_port: int) -> list[str]:
         "--leader-election",
         "--leader-election-namespace",
         namespace,
+        *sv.metrics_args(metrics_port),
+    ]
+    if not short:
+        return common  # the defaults: lease 60 s, renew deadline 40 s, retry 2 s, margin 5 s
+    return [
+        *common,
         "--leader-election-lease-seconds",
         str(LEASE),
         "--leader-election-renew-deadline-seconds",
@@ -56,16 +62,21 @@ def operator_args(namespace: str, metrics_port: int) -> list[str]:
         str(RETRY),
         "--leader-election-create-margin-seconds",
         str(MARGIN),
-        *sv.metrics_args(metrics_port),
     ]
 
 
 class Replica:
     """One operator process and its metrics port (kept across restarts)."""
 
-    def __init__(self, start: StartOperator, namespace: str, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        start: StartOperator,
+        namespace: str,
+        env: dict[str, str] | None = None,
+        short: bool = True,
+    ) -> None:
         self.port = free_port()
-        self.op: OperatorProcess = start(args=operator_args(namespace, self.port), env=env)
+        self.op: OperatorProcess = start(args=operator_args(namespace, self.port, short), env=env)
 
     def leading(self) -> bool:
         if not self.op.running:
@@ -296,7 +307,9 @@ def test_a_leader_frozen_past_its_lease_makes_no_yotta_call_when_it_wakes(
 # --------------------------------------------------------------------------- 3: SIGTERM
 
 
+@pytest.mark.parametrize("timings", ["short", "default"])
 def test_a_rolling_restart_hands_over_in_under_5_seconds(
+    timings: str,
     control_plane: ControlPlane,
     namespace: str,
     simulator: SimulatorProcess,
@@ -304,7 +317,8 @@ def test_a_rolling_restart_hands_over_in_under_5_seconds(
     request: pytest.FixtureRequest,
 ) -> None:
     cluster = sv.Cluster(control_plane, namespace)
-    replicas = [Replica(start_operator, namespace), Replica(start_operator, namespace)]
+    short = timings == "short"
+    replicas = [Replica(start_operator, namespace, short=short) for _ in range(2)]
     names = [f"roll-{i:02d}" for i in range(6)]
     for name in names[:3]:
         cluster.create(name)
@@ -330,6 +344,7 @@ def test_a_rolling_restart_hands_over_in_under_5_seconds(
         request,
         "ha-sigterm",
         {
+            "timings": timings,
             "handover_seconds_after_sigterm": [round(t, 2) for t in times],
             "remote_pods_per_gpupod": created.figures()["remote_pods_per_gpupod"],
         },

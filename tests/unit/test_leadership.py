@@ -142,3 +142,19 @@ async def test_the_fenced_transport_checks_again_right_before_the_bytes_leave() 
     await server.wait_closed()
     assert len(calls) == 2
     assert received in ([], [b""])  # connected, but not one byte of the request was sent
+
+
+def test_the_cli_refuses_unusable_timings_and_a_missing_namespace(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpupod_operator import cli
+    from gpupod_operator.controller import leader
+
+    monkeypatch.setenv("YOTTA_API_KEY", "sk-test")
+    monkeypatch.setattr(leader, "SERVICE_ACCOUNT_NAMESPACE", "/nonexistent/namespace")
+    run = ["run", "-n", "ns", "--leader-election"]
+    assert cli.main(run) == 2
+    assert "--leader-election-namespace" in capsys.readouterr().err
+    bad = [*run, "--leader-election-namespace", "ns", "--leader-election-lease-seconds", "30"]
+    assert cli.main(bad) == 2
+    assert "longer than the renew deadline" in capsys.readouterr().err

@@ -100,7 +100,7 @@ class LeaderElector:
         self.identity = identity or default_identity()
         self.timings = timings
         self.create_timeout = create_timeout
-        self._on_change = on_change or (lambda leading: None)
+        self.on_change = on_change or (lambda leading: None)  # e.g. the gpupod_leader gauge
         self._clock = clock
         self._exit_lost = exit_lost
         self._api: k8s.ApiClient | None = None
@@ -191,7 +191,7 @@ class LeaderElector:
                 self.identity,
                 record.transitions,
             )
-            self._on_change(True)
+            self.on_change(True)
         return True
 
     async def _round(self) -> bool:
@@ -208,7 +208,7 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Wait (as a standby) until this process holds the Lease."""
         log.info("standby: waiting for Lease %s/%s as %s", self.namespace, self.name, self.identity)
-        self._on_change(False)
+        self.on_change(False)
         while True:
             if await self._round():
                 return
@@ -246,7 +246,7 @@ class LeaderElector:
         lease, was_leading = self._lease, self.leading
         self.last_renew = None
         if was_leading:
-            self._on_change(False)
+            self.on_change(False)
         if lease is None or not was_leading:
             await self.aclose()
             return
