@@ -146,7 +146,6 @@ class LeaderElector:
         """One round: read the Lease, and write it if we may take or keep it."""
         api = await self._coordination()
         timeout = max(0.5, self.timings.retry)
-        sent = self._clock()
         try:
             lease = await api.read_namespaced_lease(
                 self.name, self.namespace, _request_timeout=timeout
@@ -164,7 +163,7 @@ class LeaderElector:
         record = ld.claim(self._seen, self.identity, self.timings, now, wall)
         if record is None:
             return False
-        sent = self._clock()
+        sent = self._clock()  # others see the write later than this: expiry runs later for them
         if lease is None:
             body = k8s.V1Lease(
                 metadata=k8s.V1ObjectMeta(name=self.name, namespace=self.namespace),
