@@ -8,9 +8,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from gpupod_operator import __version__
 from gpupod_operator.config import ConfigError, OperatorConfig
+
+if TYPE_CHECKING:
+    from gpupod_operator.controller.leader import LeaderElector
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -43,22 +47,99 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
+    elector = None
+    if args.leader_election:
+        elector = _elector(args, config.request_timeout)
+        if elector is None:
+            return 2
     metrics = Metrics()
+    if elector is not None:
+        elector.on_change = lambda leading: metrics.leader.set(1 if leading else 0)
+    else:
+        metrics.leader.set(1)
     if config.metrics_port:
         metrics.serve(config.metrics_port, args.metrics_addr)
-    handlers.CONFIG, handlers.METRICS = config, metrics
-    asyncio.run(
-        kopf.operator(
-            standalone=True,  # one replica, Recreate strategy: no peering objects needed
+    handlers.CONFIG, handlers.METRICS, handlers.LEADER = config, metrics, elector
+    return asyncio.run(_operate(args, elector))
+
+
+def _elector(args: argparse.Namespace, create_timeout: float) -> LeaderElector | None:
+    from gpupod_operator.controller.leader import LeaderElector, default_namespace
+    from gpupod_operator.domain.leadership import Timings
+
+    namespace = args.leader_election_namespace or default_namespace()
+    if not namespace:
+        print(
+            "gpupod-operator run: --leader-election needs --leader-election-namespace "
+            "outside a cluster",
+            file=sys.stderr,
+        )
+        return None
+    timings = Timings(
+        lease=args.leader_election_lease_seconds,
+        renew_deadline=args.leader_election_renew_deadline_seconds,
+        retry=args.leader_election_retry_seconds,
+        create_margin=args.leader_election_create_margin_seconds,
+    )
+    problems = timings.problems(create_timeout)
+    if problems:
+        print(
+            f"gpupod-operator run: leader election timings: {'; '.join(problems)}", file=sys.stderr
+        )
+        return None
+    return LeaderElector(
+        namespace,
+        args.leader_election_id,
+        timings=timings,
+        create_timeout=create_timeout,
+    )
+
+
+async def _warm_up() -> None:
+    """The official client builds its large API classes on first use: seconds of CPU that
+    block the event loop (measured 3.5 s on a busy machine). Pay that as a standby, not while
+    holding the Lease, where a blocked loop cannot renew it."""
+    from gpupod_operator.controller.kube import KubeApi
+
+    try:
+        kube = await KubeApi.connect()
+    except Exception:  # kopf's login reports a missing cluster properly later
+        return
+    await kube.aclose()
+
+
+async def _operate(args: argparse.Namespace, elector: LeaderElector | None) -> int:
+    import kopf
+
+    from gpupod_operator.controller.standby import wait_for_lease
+
+    if elector is not None:
+        await _warm_up()
+        if not await wait_for_lease(elector, args.liveness):
+            return 0
+        elector.start_renewing()
+    try:
+        await kopf.operator(
+            # No kopf peering: one replica, or one leader by Lease (kopf's peering is no lock).
+            standalone=True,
             clusterwide=args.all_namespaces,
             namespaces=args.namespace or (),
             liveness_endpoint=args.liveness,
         )
-    )
+    finally:
+        if elector is not None:
+            # kopf has stopped: nothing of ours runs any more, a standby may take over now.
+            await elector.release()
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gpupod_operator.domain.leadership import (
+        CREATE_MARGIN_SECONDS,
+        LEASE_SECONDS,
+        RENEW_DEADLINE_SECONDS,
+        RETRY_SECONDS,
+    )
     from gpupod_operator.simulator import cli as simulator_cli
 
     parser = argparse.ArgumentParser(prog="gpupod-operator", description=__doc__)
@@ -100,6 +181,55 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=15.0,
         help="seconds before a Yotta API request is given up (default 15)",
+    )
+    ha = run.add_argument_group(
+        "leader election",
+        "Several replicas, one leader: only the holder of a coordination.k8s.io/v1 Lease "
+        "reconciles or calls the Yotta API; the others wait as standbys.",
+    )
+    ha.add_argument(
+        "--leader-election", action="store_true", help="hold a Lease before running (HA)"
+    )
+    ha.add_argument(
+        "--leader-election-namespace",
+        metavar="NS",
+        help="namespace of the Lease (default: the pod's own namespace)",
+    )
+    ha.add_argument(
+        "--leader-election-id",
+        default="gpupod-operator",
+        metavar="NAME",
+        help="name of the Lease (default gpupod-operator)",
+    )
+    ha.add_argument(
+        "--leader-election-lease-seconds",
+        type=float,
+        default=LEASE_SECONDS,
+        metavar="S",
+        help=f"how long a standby waits after the last renew it saw (default {LEASE_SECONDS:g})",
+    )
+    ha.add_argument(
+        "--leader-election-renew-deadline-seconds",
+        type=float,
+        default=RENEW_DEADLINE_SECONDS,
+        metavar="S",
+        help="the leader exits when it could not renew for this long "
+        f"(default {RENEW_DEADLINE_SECONDS:g})",
+    )
+    ha.add_argument(
+        "--leader-election-retry-seconds",
+        type=float,
+        default=RETRY_SECONDS,
+        metavar="S",
+        help=f"renew and standby poll period (default {RETRY_SECONDS:g})",
+    )
+    ha.add_argument(
+        "--leader-election-create-margin-seconds",
+        type=float,
+        default=CREATE_MARGIN_SECONDS,
+        metavar="S",
+        help="a create must end this long before the renew deadline "
+        f"(default {CREATE_MARGIN_SECONDS:g})",
     )
     run.add_argument(
         "--log-level",

@@ -54,6 +54,7 @@ Doc = dict[str, Any]
 
 #: Every option on (the namespaces are replaced per test where they must exist).
 ALL_OPTIONS: Doc = {
+    "replicaCount": 2,
     "apiUrl": "https://yotta.example.test",
     "apiKey": {"value": "sk-all-options-0123456789", "existingSecretKey": "token"},
     "watchNamespaces": ["team-a", "team-b"],
@@ -294,6 +295,28 @@ NAMESPACED_RULES = {
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
 
 
+def lease_rules(name: str) -> list[Doc]:
+    """The leader election Role's rules: get/update of the one Lease, create (no name)."""
+    return [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [name],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+
+
+def leader_election_role(docs: list[Doc]) -> Doc:
+    (role,) = [
+        d
+        for d in docs
+        if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election")
+    ]
+    return role
+
+
 # --------------------------------------------------------------------------- offline: lint, render
 
 
@@ -312,6 +335,8 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
@@ -341,6 +366,9 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
     assert c["args"] == [
         "run",
         "--all-namespaces",
+        "--leader-election",
+        "--leader-election-namespace=gpupod-system",
+        "--leader-election-id=gpupod-gpupod-operator",
         "--liveness=http://0.0.0.0:8080/healthz",
         "--metrics-port=9090",
         "--metrics-addr=0.0.0.0",
@@ -377,6 +405,13 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "gpupod-gpupod-operator", "namespace": "gpupod-system"}
     ]
+    # leader election: the one Lease in the release namespace, even with one replica
+    role = one(docs, "Role")
+    assert role["metadata"]["namespace"] == "gpupod-system"
+    assert role["rules"] == lease_rules("gpupod-gpupod-operator")
+    lease_binding = one(docs, "RoleBinding")
+    assert lease_binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert lease_binding["subjects"] == binding["subjects"]
     service = one(docs, "Service")
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
@@ -391,8 +426,11 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
         "ClusterRoleBinding",
         "Deployment",
         "NetworkPolicy",
+        "PodDisruptionBudget",
         "Role",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "RoleBinding",
         "Secret",
@@ -413,6 +451,9 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
         "run",
         "--namespace=team-a",
         "--namespace=team-b",
+        "--leader-election",
+        "--leader-election-namespace=platform",
+        "--leader-election-id=ops-gpupod-operator",
         "--liveness=http://0.0.0.0:8080/healthz",
         "--metrics-port=9100",
         "--metrics-addr=0.0.0.0",
@@ -441,13 +482,32 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
     assert pod["affinity"] == ALL_OPTIONS["affinity"]
     assert pod["priorityClassName"] == "system-cluster-critical"
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    # Two replicas: a rolling update that starts the standby first, and a disruption budget.
+    deployment = one(docs, "Deployment")["spec"]
+    assert deployment["replicas"] == 2
+    assert deployment["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    budget = one(docs, "PodDisruptionBudget")
+    assert budget["metadata"]["namespace"] == "platform"
+    assert budget["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": one(docs, "Deployment")["spec"]["selector"]["matchLabels"]},
+    }
+    lease_role = leader_election_role(docs)
+    assert lease_role["metadata"]["namespace"] == "platform"
+    assert lease_role["rules"] == lease_rules("ops-gpupod-operator")
     # Namespaced RBAC: a Role per watched namespace, only cluster-scoped reads cluster-wide.
-    roles = [d for d in docs if d["kind"] == "Role"]
+    roles = [d for d in docs if d["kind"] == "Role" and d is not lease_role]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert verbs(role["rules"]) == NAMESPACED_RULES
     for binding in (d for d in docs if d["kind"] == "RoleBinding"):
         assert binding["roleRef"]["kind"] == "Role"
+        if binding["roleRef"]["name"] == lease_role["metadata"]["name"]:
+            assert binding["metadata"]["namespace"] == "platform"
+            continue
         assert binding["subjects"][0]["namespace"] == "platform"
     assert verbs(one(docs, "ClusterRole")["rules"]) == {
         **CRD_RULES,
@@ -514,7 +574,9 @@ def test_existing_secret_is_mounted_and_no_secret_is_created(helm: Path, tmp_pat
     [
         ({"apiKey": {"existingSecret": ""}}, "set apiKey.existingSecret"),
         ({"logLevel": "debug"}, "logLevel"),
-        ({"replicaCount": 2}, "replicaCount"),  # a typo or a wish: refused, not ignored
+        ({"replicaCount": 0}, "replicaCount"),
+        ({"replicaCount": "2"}, "replicaCount"),
+        ({"replicas": 2}, "replicas"),  # a typo: refused, not ignored
         ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
         ({"securityContext": {"runAsUser": 0}}, "runAsUser"),
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
@@ -814,8 +876,16 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
     assert not live_pods(simulator.pods(), f"{ns}-rbac-")
     reasons = pods.event_reasons("rbac")  # Events are best effort: prove they were allowed
     assert "Created" in reasons and "Pausing" in reasons and "Resuming" in reasons
-    assert "gpupod_remote_up" in httpx.get(metrics_url, timeout=5).text
+    metrics = httpx.get(metrics_url, timeout=5).text
+    assert "gpupod_remote_up" in metrics and "\ngpupod_leader 1.0\n" in metrics
     assert_no_permission_trouble(operator)
+    # It led by the chart's Lease: created it, then renewed it (get + update by name).
+    lease_name = next(
+        a.split("=", 1)[1] for a in chart_container["args"] if a.startswith("--leader-election-id=")
+    )
+    leases = f"/apis/coordination.k8s.io/v1/namespaces/{release_namespace}/leases"
+    lease = cp.request("GET", f"{leases}/{lease_name}")
+    assert lease["spec"]["holderIdentity"] and lease["metadata"]["resourceVersion"]
 
     # What it needs, it may do...
     crd = "customresourcedefinitions.apiextensions.k8s.io"
@@ -828,6 +898,9 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
         ("create", "events", "-n", ns),
         ("list", crd),
         ("watch", crd),
+        ("get", f"leases.coordination.k8s.io/{lease_name}", "-n", release_namespace),
+        ("update", f"leases.coordination.k8s.io/{lease_name}", "-n", release_namespace),
+        ("create", "leases.coordination.k8s.io", "-n", release_namespace),
     ):
         assert identity.can_i(*allowed), f"the chart's identity cannot {allowed}"
     assert identity.status("GET", f"/api/v1/namespaces/{ns}/secrets/creds") == 200
@@ -858,6 +931,17 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
             "POST",
             f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
             {"metadata": {"name": "x"}},
+        ),
+        "list Leases": ("GET", leases, None),
+        "watch Leases": ("GET", f"{leases}?watch=true", None),
+        "get another Lease": ("GET", f"{leases}/kube-scheduler", None),
+        "update another Lease": ("PUT", f"{leases}/other", {"metadata": {"name": "other"}}),
+        "patch the Lease": ("PATCH", f"{leases}/{lease_name}", merge),
+        "delete the Lease": ("DELETE", f"{leases}/{lease_name}", None),
+        "create Leases elsewhere": (
+            "POST",
+            f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+            {"metadata": {"name": lease_name}},
         ),
         "create tokens": (
             "POST",

@@ -37,7 +37,7 @@ def test_pending_marker_means_look_up_before_any_create() -> None:
 
 
 def test_pending_marker_and_nothing_found_creates() -> None:
-    lookup = d.NameLookup([], T0)
+    lookup = d.NameLookup([], T0 + d.CREATE_SETTLE)  # settled: see the create_settle tests
     assert d.reconcile(desired(), recorded(pending_since=T0), lookup=lookup) == d.Create()
 
 
@@ -50,7 +50,7 @@ def test_pending_marker_and_found_adopts_the_oldest_and_drops_duplicates() -> No
 
 
 def test_lookup_ignores_terminated_pods_of_a_previous_incarnation() -> None:
-    lookup = d.NameLookup([pod("TERMINATED", "1"), pod("TERMINATING", "2")], T0)
+    lookup = d.NameLookup([pod("TERMINATED", "1"), pod("TERMINATING", "2")], T0 + d.CREATE_SETTLE)
     assert d.reconcile(desired(), recorded(pending_since=T0), lookup=lookup) == d.Create()
 
 
@@ -197,3 +197,29 @@ def test_orphaning_an_unconfirmed_create_names_the_pod_that_may_exist() -> None:
         desired(deletion_policy=DeletionPolicy.ORPHAN), recorded(pending_since=T0), T0
     )
     assert isinstance(action, d.Release) and NAME in action.message
+
+
+def test_a_create_in_doubt_is_created_again_only_after_its_settle_time() -> None:
+    # A marker without a pod ID, e.g. left by the previous leader: its POST may still be
+    # running (up to the create timeout) when this process looks.
+    rec = recorded(pending_since=T0)
+    settle = d.create_settle(15.0)
+    assert settle == dt.timedelta(seconds=15) + d.CREATE_SETTLE
+    assert d.reconcile(desired(), rec, settle=settle) == d.LookUp()
+    early = d.NameLookup([], T0 + settle - dt.timedelta(seconds=1))
+    waiting = d.reconcile(desired(), rec, lookup=early, settle=settle)
+    assert isinstance(waiting, d.Wait) and waiting.reason == "CheckingCreate" and waiting.unsure
+    found = pod("RUNNING", "3")
+    early_hit = d.NameLookup([found], T0 + dt.timedelta(seconds=1))
+    assert d.reconcile(desired(), rec, lookup=early_hit, settle=settle) == d.Adopt(found)
+    late = d.NameLookup([], T0 + settle)
+    assert d.reconcile(desired(), rec, lookup=late, settle=settle) == d.Create()
+
+
+def test_deleting_a_create_in_doubt_waits_out_the_create_timeout_too() -> None:
+    rec = recorded(pending_since=T0)
+    settle = d.create_settle(15.0)
+    mid = d.NameLookup([], T0 + d.CREATE_SETTLE)
+    assert isinstance(d.finalize(desired(), rec, T0, lookup=mid, settle=settle), d.Wait)
+    late = d.NameLookup([], T0 + settle)
+    assert isinstance(d.finalize(desired(), rec, T0, lookup=late, settle=settle), d.Release)

@@ -22,6 +22,7 @@ from gpupod_operator.controller.kube import (
     connection_info,
     load_configuration,
 )
+from gpupod_operator.controller.leader import FencedTransport, LeaderElector
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.poller import Poller
 from gpupod_operator.controller.registry import Registry
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 # Set by the CLI before kopf starts (kopf handlers cannot take constructor arguments).
 CONFIG: OperatorConfig | None = None
 METRICS: Metrics | None = None
+LEADER: LeaderElector | None = None  # with --leader-election: kopf runs only on the holder
 
 
 class _DiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -86,6 +88,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # kopf re-run finished create handlers on stale bodies (make bench).
     settings.persistence.consistency_timeout = 30
 
+    transport = None
+    if LEADER is not None:
+        # Every Yotta request passes the Lease check just before it is sent (controller.leader).
+        transport = FencedTransport(LEADER.check)
     yotta = YottaClient(
         config.api_url,
         config.api_key.get_secret_value(),
@@ -93,6 +99,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         qps=config.qps,
         burst=config.burst,
         observer=metrics.observe_call,
+        transport=transport,
     )
     provider = YottaProvider(yotta, snapshot_ttl=config.sync_interval)
     try:
@@ -113,6 +120,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         fast_interval=config.fast_sync_interval,
     )
     memo.runtime = Runtime(config, provider, kube, writer, events, registry, poller, metrics)
+    if LEADER is not None:
+        memo.runtime.may_create = LEADER.may_create
     # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod.
     await poller.poll_once()
     memo.poller_task = asyncio.create_task(poller.run(), name="gpupod-poller")

@@ -51,6 +51,12 @@ class Metrics:
             "gpupod_status_patches", "Status patches written by the poller", registry=registry
         )
 
+        self.leader = Gauge(
+            "gpupod_leader",
+            "1 while this process is the leader (holds the Lease, or runs without election)",
+            registry=registry,
+        )
+
     def observe_call(self, operation: str, result: str) -> None:
         self.remote_calls.labels(operation, result).inc()
 

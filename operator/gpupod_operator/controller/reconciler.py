@@ -203,14 +203,25 @@ class Attempt:
     async def create(self) -> None:
         secret_values = await resolve_secret_env(self.rt.kube, self.ref.namespace, self.spec)
         request = build_create_request(self.spec, self.recorded.remote_name, secret_values)
+        self.fence()
         # Stored BEFORE the POST (see the module docstring); if this fails, nothing is created.
         await self.write_marker(_now())
+        self.fence()
         pod = await self.rt.provider.create(request)
         self.record_pod(pod)
         self.rt.poller.poke()
         self.rt.events.normal(
             self.ref, "Created", f"created remote pod {pod.id} ({self.recorded.remote_name})"
         )
+
+    def fence(self) -> None:
+        """HA: a create starts only if it ends before the leader Lease could pass on."""
+        if not self.rt.may_create():
+            raise kopf.TemporaryError("create deferred until the leader Lease is renewed", delay=1)
+
+    @property
+    def settle(self) -> dt.timedelta:
+        return d.create_settle(self.rt.config.request_timeout)
 
     async def adopt(self, action: d.Adopt) -> None:
         self.record_pod(action.pod)
@@ -319,7 +330,7 @@ async def reconcile(rt: Runtime, body: Any, retry: int) -> None:
 
 async def _reconcile_steps(a: Attempt, retry: int) -> None:
     for _ in range(MAX_STEPS):
-        action = d.reconcile(a.desired, a.recorded, a.observed, a.lookup)
+        action = d.reconcile(a.desired, a.recorded, a.observed, a.lookup, a.settle)
         match action:
             case d.Done():
                 a.sync = st.Sync.ok()
@@ -376,7 +387,7 @@ async def finalize(rt: Runtime, body: Any, retry: int) -> None:
 
 async def _finalize_steps(a: Attempt, retry: int) -> None:
     for _ in range(MAX_STEPS):
-        action = d.finalize(a.desired, a.recorded, _now(), a.observed, a.lookup)
+        action = d.finalize(a.desired, a.recorded, _now(), a.observed, a.lookup, a.settle)
         match action:
             case d.Release(reason=reason, message=message):
                 if reason == "Orphaned":

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from gpupod_operator.config import OperatorConfig
 from gpupod_operator.controller.events import EventRecorder
@@ -24,3 +25,5 @@ class Runtime:
     registry: Registry
     poller: Poller
     metrics: Metrics
+    # HA (controller.leader): whether a create may start now. Without leader election, always.
+    may_create: Callable[[], bool] = field(default=lambda: True)

@@ -153,6 +153,14 @@ Action = (
 )
 
 
+def create_settle(create_timeout: float) -> dt.timedelta:
+    """How long after a create marker a name lookup must have been taken before it may rule
+    that create out: the POST may run for the whole create timeout (it may have been sent by
+    another operator process before a handover, whose end this process never saw), and its pod
+    may show in a list a little later (CREATE_SETTLE, which also covers clock skew)."""
+    return dt.timedelta(seconds=create_timeout) + CREATE_SETTLE
+
+
 def _adopt_or_none(lookup: NameLookup) -> Adopt | None:
     live = lookup.live()
     if not live:
@@ -165,8 +173,13 @@ def reconcile(
     recorded: Recorded,
     observed: Observed | None = None,
     lookup: NameLookup | None = None,
+    settle: dt.timedelta = CREATE_SETTLE,
 ) -> Action:
-    """The next step toward the spec for a GpuPod that is not being deleted."""
+    """The next step toward the spec for a GpuPod that is not being deleted.
+
+    A create marker without a pod ID means a POST may have happened: the pod is looked up by
+    name, and a new create follows only once a lookup taken `settle` after the marker finds
+    nothing (see `create_settle`)."""
     if recorded.pod_id is None:
         if recorded.pending_since is not None:
             if lookup is None:
@@ -174,6 +187,13 @@ def reconcile(
             adopt = _adopt_or_none(lookup)
             if adopt is not None:
                 return adopt
+            if lookup.taken_at < recorded.pending_since + settle:
+                return Wait(
+                    "CheckingCreate",
+                    "making sure an unconfirmed create left no pod before creating again",
+                    WAIT_TRANSITION,
+                    unsure=True,
+                )
         return Create()
 
     if observed is None:
@@ -237,6 +257,7 @@ def finalize(
     now: dt.datetime,
     observed: Observed | None = None,
     lookup: NameLookup | None = None,
+    settle: dt.timedelta = CREATE_SETTLE,
 ) -> Action:
     """The next step for a GpuPod being deleted; Release ends it (the finalizer goes)."""
     if desired.deletion_policy == DeletionPolicy.ORPHAN:
@@ -256,7 +277,7 @@ def finalize(
             return LookUp()
         adopt = _adopt_or_none(lookup)
         if adopt is None:
-            if lookup.taken_at >= recorded.pending_since + CREATE_SETTLE:
+            if lookup.taken_at >= recorded.pending_since + settle:
                 return Release("NeverCreated", "no remote pod carries this GpuPod's name")
             return Wait("CheckingCreate", "making sure an unconfirmed create left no pod", 2.0)
         return Adopt(pod=adopt.pod, duplicates=adopt.duplicates)

@@ -97,3 +97,8 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
   verbs: ["list", "watch"]
 {{- end }}
 {{- end }}
+
+{{/* The leader election Lease (in the release namespace). */}}
+{{- define "gpupod-operator.leaseName" -}}
+{{ include "gpupod-operator.fullname" . }}
+{{- end }}
