@@ -18,6 +18,7 @@ lint: $(VENV_OK)
 	.venv/bin/ruff format --check operator tests hack bench
 	.venv/bin/mypy
 	bash hack/lint-dockerfile.sh
+	bash hack/lint-shell.sh
 
 unit: $(VENV_OK)
 	.venv/bin/pytest -q tests/unit tests/contract

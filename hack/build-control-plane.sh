@@ -64,5 +64,7 @@ fi
 
 ln -sfn "$OUT" "$CACHE_ROOT/bin/current"
 "$OUT/kube-apiserver" --version >&2
-"$OUT/etcd" --version | head -1 >&2
+# No pipe into head: under pipefail, head exiting first kills etcd with SIGPIPE (exit 141).
+etcd_version="$("$OUT/etcd" --version)"
+echo "${etcd_version%%$'\n'*}" >&2
 echo "$OUT"
