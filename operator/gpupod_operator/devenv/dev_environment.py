@@ -1,13 +1,13 @@
 """The local development environment under ``.dev/``: ``make dev-up``/``dev-down``/``run``.
 
-``up`` starts etcd, kube-apiserver and the Yotta simulator *detached* (they outlive the command),
-installs ``crds/``, and writes::
+``up`` starts etcd, kube-apiserver, kube-controller-manager and the Yotta simulator *detached*
+(they outlive the command), installs ``crds/``, and writes::
 
     .dev/state.json    what runs (PIDs with their start times, ports); used by down/status
     .dev/kubeconfig    admin kubeconfig (token, system:masters)
     .dev/env           `source .dev/env`: KUBECONFIG, YOTTA_API_URL, YOTTA_API_KEY, PATH
     .dev/logs/         one log per process
-    .dev/controlplane/ certificates, tokens, etcd data
+    .dev/controlplane/ certificates, tokens, etcd data, kube-controller-manager's kubeconfig
 
 ``run`` builds the same environment in the foreground (or reuses a running ``up`` one), adds the
 operator, applies ``examples/gpupod.yaml``, shows it reach ``Running`` and stays until Ctrl-C,
@@ -186,7 +186,7 @@ class DevEnvironment:
             healthy = healthy and alive
             where = urls.get(record.name) or ""
             self.out(
-                f"  {record.name:<15} pid {record.pid:<8} {'running' if alive else 'DEAD':<8} "
+                f"  {record.name:<23} pid {record.pid:<8} {'running' if alive else 'DEAD':<8} "
                 f"{where:<28} log {self._rel(Path(record.log_path))}"
             )
         if plane and healthy:
@@ -362,9 +362,9 @@ class DevEnvironment:
         simulator: SimulatorProcess | None = None
         plane = ControlPlane(self.control_plane_dir, log_dir=self.logs_dir)
         try:
-            self.out(f"[{_clock()}] starting etcd + kube-apiserver ...")
+            self.out(f"[{_clock()}] starting etcd + kube-apiserver + kube-controller-manager ...")
             t0 = time.monotonic()
-            plane.start()
+            plane.start(wait_controller_manager=False)  # it gets healthy while we go on
             state.update(control_plane=plane.state(), dev_api_key=api_key)
             self.out(
                 f"[{_clock()}] control plane ready at {plane.server} ({time.monotonic() - t0:.1f}s)"
@@ -385,6 +385,8 @@ class DevEnvironment:
                 simulator_url = simulator.url
                 state.update(simulator={"url": simulator.url, "port": simulator.port})
                 self.out(f"[{_clock()}] simulator ready at {simulator.url}")
+            plane.wait_controller_manager()
+            self.out(f"[{_clock()}] kube-controller-manager healthy")
             self._write_env_file(simulator_url, api_key)
             state.update(complete=True)
             running = _Running(plane, simulator_url, api_key, simulator=simulator)

@@ -21,12 +21,12 @@ __all__ = [
 ]
 
 BIN_DIR_ENV = "GPUPOD_K8S_BIN_DIR"
-CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver")
+CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 BUILD_HINT = "run `make control-plane` (hack/build-control-plane.sh) to build them"
 
 
 class BinariesMissingError(FileNotFoundError):
-    """etcd / kube-apiserver are not where we look for them."""
+    """etcd, kube-apiserver or kube-controller-manager is not where we look for it."""
 
 
 def control_plane_bin_dir() -> Path:
