@@ -6,7 +6,7 @@ VENV_OK := .venv/.installed
 export GPUPOD_CACHE ?= $(HOME)/.cache/gpupod-operator
 export GPUPOD_K8S_BIN_DIR ?= $(GPUPOD_CACHE)/bin/current
 
-.PHONY: run test lint unit e2e dev-up dev-down bench soak control-plane helm clean
+.PHONY: run test lint unit e2e dev-up dev-down bench soak control-plane helm image image-test clean
 
 run: $(VENV_OK) control-plane
 	$(PY) -m gpupod_operator.devenv run
@@ -51,6 +51,14 @@ control-plane:
 
 helm:
 	@bash hack/build-helm.sh >/dev/null
+
+# The Dockerfile's image, built with buildah (no Docker): gpupod-operator:<chart appVersion>.
+image:
+	@bash hack/build-image.sh
+
+# Not in `make test`: the first build takes minutes and needs buildah, mmdebstrap and runc.
+image-test: $(VENV_OK)
+	.venv/bin/pytest -q tests/image
 
 $(VENV_OK): pyproject.toml constraints.txt
 	test -x .venv/bin/python || python3 -m venv .venv
