@@ -73,4 +73,16 @@ log "building $IMAGE FROM $BASE"
 # --network=host: the RUN steps (pip) use the host's network; no bridge, no firewall rules.
 "${B[@]}" bud --quiet --pull=never --network=host --layers \
   --build-arg "PYTHON_IMAGE=$BASE" -t "$IMAGE" . >&2
+
+# The local node (`NODE=1 make dev-up`) runs: import the image into its containerd (namespace
+# k8s.io) under the name an unqualified `gpupod-operator:<v>` in a Pod resolves to.
+sock=".dev/node/containerd/containerd.sock"
+if [ -S "$sock" ]; then
+  log "importing into the local node's containerd as docker.io/library/gpupod-operator:${app_version}"
+  archive="$(mktemp -u /tmp/gpupod-operator-image.XXXXXX.tar)"
+  "${B[@]}" push --quiet "$IMAGE" \
+    "docker-archive:$archive:docker.io/library/gpupod-operator:${app_version}" >&2
+  ctr -a "$sock" -n k8s.io images import "$archive" >&2 || { rm -f "$archive"; exit 1; }
+  rm -f "$archive"
+fi
 echo "$IMAGE"

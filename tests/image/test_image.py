@@ -10,7 +10,6 @@ anywhere but /tmp fails the run. `make image-test` runs this module; it is not p
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import uuid
@@ -21,29 +20,15 @@ from typing import Any
 
 import pytest
 
+from gpupod_operator.devenv.paths import buildah_command
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-image.sh"
 NONROOT = 65532
 
 
-def _cache_store() -> Path:
-    """The buildah store hack/build-image.sh uses (same defaults)."""
-    cache = Path(os.environ.get("GPUPOD_CACHE", Path.home() / ".cache" / "gpupod-operator"))
-    return Path(os.environ.get("BUILDAH_STORE", cache / "containers"))
-
-
 def _buildah(*args: str, timeout: float = 120) -> str:
-    store = _cache_store()
-    command = [
-        "buildah",
-        "--root",
-        str(store / "root"),
-        "--runroot",
-        str(store / "run"),
-        "--storage-driver",
-        "overlay",
-        *args,
-    ]
+    command = [*buildah_command(), *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     assert result.returncode == 0, f"{' '.join(command)}: {result.stderr}"
     return result.stdout
