@@ -6,10 +6,10 @@ VENV_OK := .venv/.installed
 export GPUPOD_CACHE ?= $(HOME)/.cache/gpupod-operator
 export GPUPOD_K8S_BIN_DIR ?= $(GPUPOD_CACHE)/bin/current
 
-.PHONY: run test lint unit e2e dev-up dev-down bench soak control-plane helm clean
+.PHONY: run test lint unit e2e dev-up dev-down bench soak control-plane helm image image-test node-e2e clean
 
 run: $(VENV_OK) control-plane
-	$(PY) -m gpupod_operator.devenv run
+	$(PY) -m gpupod_operator.devenv run $(if $(filter 1,$(NODE)),--node,)
 
 test: lint unit e2e
 
@@ -18,6 +18,7 @@ lint: $(VENV_OK)
 	.venv/bin/ruff format --check operator tests hack bench
 	.venv/bin/mypy
 	bash hack/lint-dockerfile.sh
+	bash hack/lint-shell.sh
 
 unit: $(VENV_OK)
 	.venv/bin/pytest -q tests/unit tests/contract
@@ -25,8 +26,9 @@ unit: $(VENV_OK)
 e2e: $(VENV_OK) control-plane helm
 	.venv/bin/pytest -q tests/e2e
 
+# NODE=1 make dev-up: also a local node (containerd, kubelet, kube-scheduler, CNI bridge).
 dev-up: $(VENV_OK) control-plane
-	$(PY) -m gpupod_operator.devenv up
+	$(PY) -m gpupod_operator.devenv up $(if $(filter 1,$(NODE)),--node,)
 
 dev-down: $(VENV_OK)
 	$(PY) -m gpupod_operator.devenv down
@@ -50,6 +52,19 @@ control-plane:
 
 helm:
 	@bash hack/build-helm.sh >/dev/null
+
+# The Dockerfile's image, built with buildah (no Docker): gpupod-operator:<chart appVersion>.
+image:
+	@bash hack/build-image.sh
+
+# Not in `make test`: the first build takes minutes and needs buildah, mmdebstrap and runc.
+image-test: $(VENV_OK)
+	.venv/bin/pytest -q tests/image
+
+# The opt-in local node (containerd, kubelet, kube-scheduler, CNI), for real; not in `make test`.
+node-e2e: $(VENV_OK)
+	NODE=1 bash hack/build-control-plane.sh >/dev/null
+	.venv/bin/pytest -q tests/node
 
 $(VENV_OK): pyproject.toml constraints.txt
 	test -x .venv/bin/python || python3 -m venv .venv

@@ -3,7 +3,7 @@
 - ``control_plane`` (session): :class:`ControlPlane`; ``KUBECONFIG`` points at its admin
   kubeconfig for the session. Missing binaries: skip, or fail when ``$CI`` is set.
 - ``crds`` (session): applies ``crds/`` and waits until Established; the CRD names.
-- ``namespace`` (function): a fresh namespace (never deleted: no namespace controller runs).
+- ``namespace`` (function): a fresh namespace (left in place at teardown).
 - ``simulator`` (function): a fresh :class:`SimulatorProcess` with a fast lifecycle.
 - ``start_operator`` (function): factory for :class:`OperatorProcess` against ``simulator``;
   ``operator``: one started for ``namespace``.
@@ -120,8 +120,9 @@ def _namespace_name(test_name: str) -> str:
 
 @pytest.fixture
 def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> str:
-    """A fresh namespace named after the test. Not deleted: without kube-controller-manager a
-    deleted namespace would stay Terminating forever, and unique names make deletion moot."""
+    """A fresh namespace named after the test, left in place at teardown: kube-controller-manager
+    would delete it, but a GpuPod's finalizer holds it once the operator is stopped, and unique
+    names make deletion moot."""
     return control_plane.create_namespace(_namespace_name(request.node.name))
 
 

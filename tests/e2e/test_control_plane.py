@@ -7,6 +7,7 @@ watches and RBAC for a ServiceAccount token. The process tests at the end need n
 
 from __future__ import annotations
 
+import base64
 import socket
 import sys
 import threading
@@ -35,6 +36,8 @@ from gpupod_operator.devenv.process import (
     pid_is_running,
 )
 from gpupod_operator.devenv.simulator_process import SimulatorProcess
+
+from .gpupods import wait_for
 
 GROUP = f"g{uuid.uuid4().hex[:8]}.devenv.test"
 VERSION = "v1"
@@ -338,6 +341,141 @@ def test_restricted_identity_gets_only_what_its_role_grants(
     assert cfg["data"] == {"k": "v"}
 
 
+# ------------------------------------------------------------------------ kube-controller-manager
+
+#: Seconds a kube-controller-manager controller may take; each finishes in a few seconds here.
+KCM_TIMEOUT = 60.0
+
+
+def _wait(check: Callable[[], Any], what: str) -> Any:
+    return wait_for(check, KCM_TIMEOUT, what, interval=0.05)
+
+
+def _get_or_none(plane: ControlPlane, path: str) -> dict[str, Any] | None:
+    try:
+        return plane.request("GET", path)
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _configmap(name: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if owner is not None:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+            }
+        ]
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {"k": "v"}}
+
+
+def test_controller_manager_runs_as_its_own_identity(control_plane: ControlPlane) -> None:
+    assert control_plane.controller_manager is not None and control_plane.controller_manager.running
+    review = control_plane.kubectl(
+        "auth", "whoami", "-o", "json", kubeconfig=control_plane.controller_manager_kubeconfig
+    ).stdout
+    assert '"username": "system:kube-controller-manager"' in review
+
+
+def test_deleting_a_namespace_with_objects_completes(
+    control_plane: ControlPlane, widget_crd_applied: str
+) -> None:
+    """The namespace controller empties the namespace (built-in kinds and a custom resource,
+    found through discovery) and then removes it."""
+    ns = control_plane.create_namespace(f"del-{uuid.uuid4().hex[:8]}")
+    control_plane.request("POST", f"/api/v1/namespaces/{ns}/configmaps", _configmap("cfg"))
+    control_plane.request(
+        "POST",
+        f"/api/v1/namespaces/{ns}/secrets",
+        {"metadata": {"name": "s"}, "stringData": {"k": "v"}},
+    )
+    control_plane.request("POST", widgets_path(ns), widget("w", ns))
+    control_plane.request("DELETE", f"/api/v1/namespaces/{ns}")
+    assert control_plane.request("GET", f"/api/v1/namespaces/{ns}")["status"]["phase"] == (
+        "Terminating"
+    )
+    _wait(
+        lambda: _get_or_none(control_plane, f"/api/v1/namespaces/{ns}") is None,
+        f"namespace {ns} to be gone",
+    )
+    # Nothing of it is left behind: a new namespace of the same name starts empty.
+    control_plane.create_namespace(ns)
+    for gone in ("configmaps/cfg", "secrets/s"):
+        assert _get_or_none(control_plane, f"/api/v1/namespaces/{ns}/{gone}") is None, gone
+    assert _get_or_none(control_plane, widgets_path(ns, "w")) is None
+    control_plane.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_garbage_collection_deletes_dependents_of_a_deleted_owner(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    owner = control_plane.request("POST", base, _configmap("owner"))
+    control_plane.request("POST", base, _configmap("dependent", owner))
+    control_plane.request("POST", base, _configmap("bystander"))
+    control_plane.request("DELETE", f"{base}/owner")
+    _wait(lambda: _get_or_none(control_plane, f"{base}/dependent") is None, "the dependent gone")
+    assert _get_or_none(control_plane, f"{base}/bystander") is not None
+
+
+def test_garbage_collection_deletes_an_object_whose_owner_is_already_gone(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    owner = control_plane.request("POST", base, _configmap("short-lived"))
+    control_plane.request("DELETE", f"{base}/short-lived")
+    _wait(lambda: _get_or_none(control_plane, f"{base}/short-lived") is None, "the owner gone")
+    control_plane.request("POST", base, _configmap("orphan", owner))
+    _wait(lambda: _get_or_none(control_plane, f"{base}/orphan") is None, "the orphan collected")
+
+
+def test_a_service_account_gets_a_token(control_plane: ControlPlane, namespace: str) -> None:
+    """The serviceaccount controller makes `default` in every namespace, the root CA publisher
+    its kube-root-ca.crt, and the tokens controller fills a service-account-token Secret with
+    a token the apiserver accepts as that ServiceAccount."""
+    api = f"/api/v1/namespaces/{namespace}"
+    _wait(lambda: _get_or_none(control_plane, f"{api}/serviceaccounts/default"), "default SA")
+    root_ca = _wait(
+        lambda: _get_or_none(control_plane, f"{api}/configmaps/kube-root-ca.crt"),
+        "kube-root-ca.crt",
+    )
+    assert root_ca["data"]["ca.crt"] == control_plane.ca_path.read_text()
+    control_plane.ensure_service_account(namespace, "robot")
+    control_plane.request(
+        "POST",
+        f"{api}/secrets",
+        {
+            "metadata": {
+                "name": "robot-token",
+                "annotations": {"kubernetes.io/service-account.name": "robot"},
+            },
+            "type": "kubernetes.io/service-account-token",
+        },
+    )
+    secret = _wait(
+        lambda: (
+            (s := control_plane.request("GET", f"{api}/secrets/robot-token"))
+            and (s.get("data") or {}).get("token")
+            and s
+        ),
+        "the tokens controller to fill robot-token",
+    )
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert base64.b64decode(secret["data"]["namespace"]).decode() == namespace
+    review = control_plane.request(
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        token=token,
+    )
+    assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:robot"
+
+
 # --------------------------------------------------------------------------- lifecycle
 
 
@@ -354,7 +492,7 @@ def test_stop_leaves_no_process(control_plane: ControlPlane, tmp_path: Path) -> 
     # A second, independent control plane (the session one keeps running).
     plane = ControlPlane(tmp_path / "second", bin_dir=control_plane.bin_dir).start()
     pids = [p.pid for p in plane.processes]
-    assert len(pids) == 2 and all(pid_is_running(pid) for pid in pids)
+    assert len(pids) == 3 and all(pid_is_running(pid) for pid in pids)
     assert plane.request("GET", "/api/v1/namespaces/default")["metadata"]["name"] == "default"
     plane.stop()
     assert _processes_gone(pids), [pid for pid in pids if pid_is_running(pid)]

@@ -98,8 +98,8 @@ def assert_mentions(result: subprocess.CompletedProcess[str], expected: tuple[st
 
 @pytest.fixture(scope="module")
 def ns(control_plane: ControlPlane, crds: object) -> str:
-    """One namespace for the whole module (the `namespace` fixture is per test). Not deleted,
-    like `namespace`: without kube-controller-manager it would stay Terminating forever."""
+    """One namespace for the whole module (the `namespace` fixture is per test), left in place
+    like `namespace`."""
     return control_plane.create_namespace(f"t-crd-validation-{uuid.uuid4().hex[:6]}")
 
 

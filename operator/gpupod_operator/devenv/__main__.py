@@ -33,12 +33,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only etcd + kube-apiserver (+ CRDs); no YOTTA_API_URL/KEY in .dev/env",
     )
+    up.add_argument(
+        "--node",
+        action="store_true",
+        help="also a local node: containerd, kubelet, kube-scheduler, CNI bridge (NODE=1)",
+    )
     commands.add_parser("down", help="stop everything `up` started, by PID (idempotent)")
     commands.add_parser("status", help="show what runs; exit 1 unless everything does")
     run = commands.add_parser(
         "run",
         help="the demo: environment + operator + examples/gpupod.yaml until Running; Ctrl-C stops",
     )
+    run.add_argument("--node", action="store_true", help="also the local node (NODE=1)")
     run.add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for Running (default 180)"
     )
@@ -56,12 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _raise_terminated)
     try:
         if args.command == "up":
-            return env.up(with_simulator=not args.without_simulator)
+            return env.up(with_simulator=not args.without_simulator, with_node=args.node)
         if args.command == "down":
             return env.down()
         if args.command == "status":
             return env.status()
-        return env.run(timeout=args.timeout)
+        return env.run(timeout=args.timeout, with_node=args.node)
     except BinariesMissingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

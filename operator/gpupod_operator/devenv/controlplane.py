@@ -1,9 +1,10 @@
-"""A real kube-apiserver + etcd on loopback, the way controller-runtime's envtest runs them.
+"""A real etcd + kube-apiserver + kube-controller-manager on loopback.
 
-No kubelet, scheduler or kube-controller-manager: everything the API server does by itself works
-(CRDs and their validation, CEL, the status subresource, finalizers, watches, RBAC, TokenRequest);
-nothing a controller would do happens (namespaces stay Terminating, no garbage collection, no
-default ServiceAccount).
+Everything the API server does by itself works (CRDs and their validation, CEL, the status
+subresource, finalizers, watches, RBAC, TokenRequest), and kube-controller-manager does what a
+real cluster's does: namespace deletion completes, garbage collection follows ownerReferences,
+every namespace gets its ``default`` ServiceAccount and ``kube-root-ca.crt``, Deployments get
+ReplicaSets and Pods. No kubelet or scheduler: Pods stay Pending.
 
 Usable from pytest (``with ControlPlane(tmp) as cp: ...``) and from ``make dev-up``: every child
 runs in its own session, so it outlives the Python process that started it; :meth:`state` /
@@ -38,6 +39,8 @@ from .process import ManagedProcess, ProcessExitedError, ProcessRecord, free_por
 __all__ = ["ApiError", "ControlPlane", "KubectlError"]
 
 ADMIN_USER = "gpupod-dev-admin"
+#: The user the bootstrap RBAC policy grants ``system:kube-controller-manager`` to.
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 CRD_API = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 _PORT_RACE_MARKERS = ("address already in use", "bind: address")
@@ -69,11 +72,14 @@ class KubectlError(subprocess.CalledProcessError):
 
 
 class ControlPlane:
-    """etcd + kube-apiserver with RBAC, a static admin token and service-account tokens.
+    """etcd + kube-apiserver (RBAC, a static admin token, service-account tokens) and
+    kube-controller-manager (its own client-certificate identity; ``controller_manager=False``
+    leaves it out).
 
     Files under ``run_dir``: ``pki/`` (certificates, keys, ``tokens.csv``), ``etcd-data/``,
-    ``admin.kubeconfig``; logs under ``log_dir`` (default ``run_dir/logs``). Without ``run_dir``
-    a temporary directory is used and removed by :meth:`stop`.
+    ``admin.kubeconfig``, ``kube-controller-manager.kubeconfig``, ``kcm-certs/``; logs under
+    ``log_dir`` (default ``run_dir/logs``). Without ``run_dir`` a temporary directory is used and
+    removed by :meth:`stop`.
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class ControlPlane:
         start_timeout: float = 90.0,
         extra_apiserver_args: Sequence[str] = (),
         stop_grace: float = 15.0,
+        controller_manager: bool = True,
     ) -> None:
         self._owns_run_dir = run_dir is None
         self.run_dir = (
@@ -95,14 +102,18 @@ class ControlPlane:
         self.start_timeout = start_timeout
         self.extra_apiserver_args = list(extra_apiserver_args)
         self.stop_grace = stop_grace
+        self.with_controller_manager = controller_manager
         self.pki_dir = self.run_dir / "pki"
         self.etcd_data_dir = self.run_dir / "etcd-data"
         self.ca_path = self.pki_dir / "serving-ca.crt"
         self.admin_kubeconfig = self.run_dir / "admin.kubeconfig"
+        self.controller_manager_kubeconfig = self.run_dir / "kube-controller-manager.kubeconfig"
         self.server = ""
         self.etcd_url = ""
         self.etcd: ManagedProcess | None = None
         self.apiserver: ManagedProcess | None = None
+        self.controller_manager: ManagedProcess | None = None
+        self._controller_manager_port = 0
         self._admin_token = ""
         self._ssl: ssl.SSLContext | None = None
         self._client_ca_cache: CertificateAuthority | None = None
@@ -126,19 +137,26 @@ class ControlPlane:
 
     @property
     def running(self) -> bool:
-        return all(p is not None and p.running for p in (self.etcd, self.apiserver))
+        expected = [self.etcd, self.apiserver]
+        if self.with_controller_manager:
+            expected.append(self.controller_manager)
+        return all(p is not None and p.running for p in expected)
 
     @property
     def processes(self) -> list[ManagedProcess]:
         """The children in start order (etcd first)."""
-        return [p for p in (self.etcd, self.apiserver) if p is not None]
+        children = (self.etcd, self.apiserver, self.controller_manager)
+        return [p for p in children if p is not None]
 
     @property
     def admin_token(self) -> str:
         return self._admin_token
 
-    def start(self) -> Self:
-        """Start etcd, then kube-apiserver; return when ``/readyz`` is ok and ``default`` exists.
+    def start(self, *, wait_controller_manager: bool = True) -> Self:
+        """Start etcd, kube-apiserver, then kube-controller-manager; return when ``/readyz`` is
+        ok, ``default`` exists and (unless ``wait_controller_manager`` is false: then call
+        :meth:`wait_controller_manager` later, to overlap its start with other work)
+        kube-controller-manager's ``/healthz`` is ok.
 
         On any failure (including Ctrl-C) everything started so far is stopped before the
         exception propagates.
@@ -151,6 +169,8 @@ class ControlPlane:
                 try:
                     self._start_etcd()
                     self._start_apiserver()
+                    if self.with_controller_manager:
+                        self._start_controller_manager()  # healthy: wait_controller_manager()
                     break
                 except ProcessExitedError as exc:
                     race = any(m in exc.log_tail for m in _PORT_RACE_MARKERS)
@@ -164,13 +184,31 @@ class ControlPlane:
                 ca_pem=self.ca_path.read_bytes(),
                 token=self._admin_token,
             )
+            if wait_controller_manager:
+                self.wait_controller_manager()
             return self
         except BaseException:
             self.stop()
             raise
 
+    def wait_controller_manager(self) -> None:
+        """Return once kube-controller-manager's ``/healthz`` is ok (at once without one); if it
+        lost its port to another process meanwhile, start it again on a new one."""
+        if not self.with_controller_manager:
+            return
+        for attempt in range(1, 4):
+            try:
+                self._wait_controller_manager_healthy()
+                return
+            except ProcessExitedError as exc:
+                race = any(m in exc.log_tail for m in _PORT_RACE_MARKERS)
+                if not race or attempt == 3:
+                    raise
+                self._start_controller_manager()
+
     def stop(self, *, remove_data: bool = True) -> None:
-        """Stop kube-apiserver, then etcd (by PID, SIGTERM then SIGKILL); idempotent.
+        """Stop kube-controller-manager, kube-apiserver, then etcd (by PID, SIGTERM then SIGKILL);
+        idempotent.
 
         ``remove_data`` deletes etcd's data directory (and the whole ``run_dir`` when it is a
         temporary one we created); logs in a caller-chosen directory are kept.
@@ -205,6 +243,7 @@ class ControlPlane:
             "server": self.server,
             "etcd_url": self.etcd_url,
             "admin_kubeconfig": str(self.admin_kubeconfig),
+            "controller_manager": self.with_controller_manager,
             "processes": [p.record().to_json() for p in self.processes],
         }
 
@@ -215,6 +254,7 @@ class ControlPlane:
             Path(state["run_dir"]),
             bin_dir=Path(state["bin_dir"]),
             log_dir=Path(state["log_dir"]),
+            controller_manager=bool(state.get("controller_manager", False)),
         )
         plane.server = str(state["server"])
         plane.etcd_url = str(state["etcd_url"])
@@ -224,6 +264,8 @@ class ControlPlane:
             plane.etcd = ManagedProcess.adopt(records["etcd"])
         if "kube-apiserver" in records:
             plane.apiserver = ManagedProcess.adopt(records["kube-apiserver"])
+        if "kube-controller-manager" in records:
+            plane.controller_manager = ManagedProcess.adopt(records["kube-controller-manager"])
         with contextlib.suppress(OSError, KeyError, ValueError, StopIteration):
             plane._admin_token = read_kubeconfig(plane.admin_kubeconfig).token or ""
         return plane
@@ -329,8 +371,7 @@ class ControlPlane:
     # -- conveniences -----------------------------------------------------------------------
 
     def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> str:
-        """Create a namespace (no error if it exists). Without kube-controller-manager a deleted
-        namespace stays Terminating forever, so tests use fresh names and never delete them."""
+        """Create a namespace (no error if it exists)."""
         body = {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -549,6 +590,50 @@ class ControlPlane:
             return status == 200 and body.strip() == b"ok"
 
         self.apiserver.wait_ready(ready, self.start_timeout)
+
+    def _start_controller_manager(self) -> None:
+        """kube-controller-manager with its own identity (a client certificate for
+        ``system:kube-controller-manager``) and one ServiceAccount per controller
+        (``--use-service-account-credentials``), as kubeadm runs it."""
+        pki = self.pki_dir
+        self.client_cert_kubeconfig(self.controller_manager_kubeconfig, CONTROLLER_MANAGER_USER)
+        port = self._controller_manager_port = free_port()
+        args = [
+            str(self.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={self.controller_manager_kubeconfig}",
+            # The tokens controller signs legacy token Secrets with the apiserver's key; the
+            # root-ca-cert-publisher fills every namespace's kube-root-ca.crt ConfigMap.
+            f"--service-account-private-key-file={pki / 'service-account.key'}",
+            f"--root-ca-file={self.ca_path}",
+            "--use-service-account-credentials=true",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self.run_dir / 'kcm-certs'}",
+            # No --authentication/--authorization-kubeconfig: the apiserver has no
+            # requestheader CA, and with them kcm logs an error every few seconds.
+            "--profiling=false",
+        ]
+        self.controller_manager = ManagedProcess(
+            "kube-controller-manager",
+            args,
+            log_path=self.log_dir / "kube-controller-manager.log",
+            stop_grace=self.stop_grace,
+        ).start()
+
+    def _wait_controller_manager_healthy(self) -> None:
+        assert self.controller_manager is not None
+        url = f"https://127.0.0.1:{self._controller_manager_port}/healthz"
+        # Its self-signed serving certificate: /healthz is always allowed, anonymously.
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(url, timeout=2, context=insecure) as response:
+                return bool(response.status == 200 and response.read().strip() == b"ok")
+
+        self.controller_manager.wait_ready(healthy, self.start_timeout)
 
     def _wait_default_namespace(self) -> None:
         assert self.apiserver is not None

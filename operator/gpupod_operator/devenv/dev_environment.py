@@ -1,13 +1,13 @@
 """The local development environment under ``.dev/``: ``make dev-up``/``dev-down``/``run``.
 
-``up`` starts etcd, kube-apiserver and the Yotta simulator *detached* (they outlive the command),
-installs ``crds/``, and writes::
+``up`` starts etcd, kube-apiserver, kube-controller-manager and the Yotta simulator *detached*
+(they outlive the command), installs ``crds/``, and writes::
 
     .dev/state.json    what runs (PIDs with their start times, ports); used by down/status
     .dev/kubeconfig    admin kubeconfig (token, system:masters)
     .dev/env           `source .dev/env`: KUBECONFIG, YOTTA_API_URL, YOTTA_API_KEY, PATH
     .dev/logs/         one log per process
-    .dev/controlplane/ certificates, tokens, etcd data
+    .dev/controlplane/ certificates, tokens, etcd data, kube-controller-manager's kubeconfig
 
 ``run`` builds the same environment in the foreground (or reuses a running ``up`` one), adds the
 operator, applies ``examples/gpupod.yaml``, shows it reach ``Running`` and stays until Ctrl-C,
@@ -31,6 +31,7 @@ from typing import Any
 
 from .certs import write_private
 from .controlplane import ApiError, ControlPlane, KubectlError
+from .node import LocalNode
 from .operator_process import OperatorProcess
 from .paths import kubectl_path, venv_bin_dir
 from .process import ManagedProcess
@@ -69,6 +70,7 @@ class _Running:
     api_key: str
     simulator: SimulatorProcess | None = None
     reused: bool = False
+    node: LocalNode | None = None
 
 
 class DevEnvironment:
@@ -92,14 +94,14 @@ class DevEnvironment:
 
     # ===================================================================== up
 
-    def up(self, *, with_simulator: bool = True) -> int:
+    def up(self, *, with_simulator: bool = True, with_node: bool = False) -> int:
         state = StateFile.load(self.state_path)
         if state is not None:
             verdict = self._existing(state)
             if verdict is not None:
                 return verdict
         started = time.monotonic()
-        running = self._start(mode="up", with_simulator=with_simulator)
+        running = self._start(mode="up", with_simulator=with_simulator, with_node=with_node)
         self.out(f"dev environment up in {time.monotonic() - started:.1f}s.")
         self._print_summary(running.control_plane, running.simulator_url)
         return 0
@@ -137,7 +139,15 @@ class DevEnvironment:
             self.out(
                 f"note: `make run` (pid {state.data.get('owner_pid')}) will lose its processes."
             )
+        node = state.data.get("node")
+        if node and state.data.get("control_plane"):
+            # While kubelet and the apiserver still run: pods go (CNI DEL), then the Node.
+            self.out("draining the local node ...")
+            LocalNode.drain(ControlPlane.attach(state.data["control_plane"]), str(node["name"]))
         stopped = self._stop_records(state)
+        if node:
+            LocalNode.cleanup_host(Path(node["run_dir"]))
+            shutil.rmtree(node["run_dir"], ignore_errors=True)
         left = [r for r in state.records if r.running]
         if left:
             names = ", ".join(f"{r.name} (pid {r.pid})" for r in left)
@@ -186,7 +196,7 @@ class DevEnvironment:
             healthy = healthy and alive
             where = urls.get(record.name) or ""
             self.out(
-                f"  {record.name:<15} pid {record.pid:<8} {'running' if alive else 'DEAD':<8} "
+                f"  {record.name:<23} pid {record.pid:<8} {'running' if alive else 'DEAD':<8} "
                 f"{where:<28} log {self._rel(Path(record.log_path))}"
             )
         if plane and healthy:
@@ -201,7 +211,7 @@ class DevEnvironment:
 
     # ===================================================================== run
 
-    def run(self, *, timeout: float = 180.0) -> int:
+    def run(self, *, timeout: float = 180.0, with_node: bool = False) -> int:
         state = StateFile.load(self.state_path)
         reuse = (
             state is not None
@@ -226,7 +236,7 @@ class DevEnvironment:
                     verdict = self._existing(state)
                     if verdict is not None:
                         return verdict
-                running = self._start(mode="run", with_simulator=True)
+                running = self._start(mode="run", with_simulator=True, with_node=with_node)
             operator = self._start_operator(running)
             return self._demo(running, operator, timeout)
         except (KeyboardInterrupt, Terminated):
@@ -349,7 +359,7 @@ class DevEnvironment:
 
     # ===================================================================== shared
 
-    def _start(self, *, mode: str, with_simulator: bool) -> _Running:
+    def _start(self, *, mode: str, with_simulator: bool, with_node: bool = False) -> _Running:
         """Start control plane (+ simulator) detached, recording each child as it starts."""
         self.dev_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.logs_dir, ignore_errors=True)
@@ -360,11 +370,12 @@ class DevEnvironment:
         api_key = new_api_key("dev")
         running: _Running | None = None
         simulator: SimulatorProcess | None = None
+        node: LocalNode | None = None
         plane = ControlPlane(self.control_plane_dir, log_dir=self.logs_dir)
         try:
-            self.out(f"[{_clock()}] starting etcd + kube-apiserver ...")
+            self.out(f"[{_clock()}] starting etcd + kube-apiserver + kube-controller-manager ...")
             t0 = time.monotonic()
-            plane.start()
+            plane.start(wait_controller_manager=False)  # it gets healthy while we go on
             state.update(control_plane=plane.state(), dev_api_key=api_key)
             self.out(
                 f"[{_clock()}] control plane ready at {plane.server} ({time.monotonic() - t0:.1f}s)"
@@ -376,21 +387,29 @@ class DevEnvironment:
                 self.out(f"[{_clock()}] no CRDs in {self._rel(self.crds_dir)} yet; none installed")
             shutil.copyfile(plane.admin_kubeconfig, self.kubeconfig_path)
             self.kubeconfig_path.chmod(0o600)
+            if with_node:
+                node = self._start_node(plane, state)
             simulator_url = ""
             if with_simulator:
                 self.out(f"[{_clock()}] starting the Yotta simulator ...")
+                # With the node, on the bridge's host address: Pods and the host both reach it.
                 simulator = SimulatorProcess(
-                    api_key=api_key, log_path=self.logs_dir / "simulator.log"
+                    api_key=api_key,
+                    log_path=self.logs_dir / "simulator.log",
+                    host=node.gateway if node is not None else "127.0.0.1",
                 ).start()
                 simulator_url = simulator.url
                 state.update(simulator={"url": simulator.url, "port": simulator.port})
                 self.out(f"[{_clock()}] simulator ready at {simulator.url}")
-            self._write_env_file(simulator_url, api_key)
+            plane.wait_controller_manager()
+            self.out(f"[{_clock()}] kube-controller-manager healthy")
+            node_url = simulator_url if node is not None else ""
+            self._write_env_file(simulator_url, api_key, node_yotta_url=node_url)
             state.update(complete=True)
-            running = _Running(plane, simulator_url, api_key, simulator=simulator)
+            running = _Running(plane, simulator_url, api_key, simulator=simulator, node=node)
             return running
         except BaseException:
-            self._stop_started(_Running(plane, "", api_key, simulator=simulator))
+            self._stop_started(_Running(plane, "", api_key, simulator=simulator, node=node))
             self.out("start failed; stopped what was started.")
             raise
         finally:
@@ -399,8 +418,23 @@ class DevEnvironment:
             else:
                 self._tracked_state = state
 
+    def _start_node(self, plane: ControlPlane, state: StateFile) -> LocalNode:
+        self.out(f"[{_clock()}] starting the local node (containerd, kube-scheduler, kubelet) ...")
+        t0 = time.monotonic()
+        node = LocalNode(self.dev_dir / "node", plane, log_dir=self.logs_dir)
+        state.update(node=node.state())
+        try:
+            node.start()
+        except BaseException:
+            node.stop()
+            raise
+        self.out(f"[{_clock()}] node {node.name} Ready ({time.monotonic() - t0:.1f}s)")
+        return node
+
     def _stop_started(self, running: _Running) -> None:
         try:
+            if running.node is not None:
+                running.node.stop()
             if running.simulator is not None:
                 running.simulator.stop()
             running.control_plane.stop()
@@ -410,7 +444,7 @@ class DevEnvironment:
                 state.remove()
                 self._remove_generated_files()
 
-    def _write_env_file(self, simulator_url: str, api_key: str) -> None:
+    def _write_env_file(self, simulator_url: str, api_key: str, node_yotta_url: str = "") -> None:
         path_dirs = [str(venv_bin_dir())]
         with contextlib.suppress(FileNotFoundError):
             kubectl_dir = str(kubectl_path().parent)
@@ -427,6 +461,11 @@ class DevEnvironment:
                 "# A throw-away key for the local simulator only.",
                 f"export YOTTA_API_KEY={shlex.quote(api_key)}",
                 "unset YOTTA_API_KEY_FILE",
+            ]
+        if node_yotta_url:
+            lines += [
+                "# The simulator as Pods on the local node reach it (NODE=1).",
+                f"export GPUPOD_NODE_YOTTA_API_URL={shlex.quote(node_yotta_url)}",
             ]
         lines.append(f'export PATH={shlex.quote(":".join(path_dirs))}:"$PATH"')
         write_private(self.env_path, ("\n".join(lines) + "\n").encode())

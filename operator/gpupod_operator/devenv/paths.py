@@ -11,6 +11,7 @@ from pathlib import Path
 __all__ = [
     "BIN_DIR_ENV",
     "BinariesMissingError",
+    "buildah_command",
     "console_script_command",
     "control_plane_bin_dir",
     "control_plane_version",
@@ -21,12 +22,12 @@ __all__ = [
 ]
 
 BIN_DIR_ENV = "GPUPOD_K8S_BIN_DIR"
-CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver")
+CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 BUILD_HINT = "run `make control-plane` (hack/build-control-plane.sh) to build them"
 
 
 class BinariesMissingError(FileNotFoundError):
-    """etcd / kube-apiserver are not where we look for them."""
+    """etcd, kube-apiserver or kube-controller-manager is not where we look for it."""
 
 
 def control_plane_bin_dir() -> Path:
@@ -57,6 +58,22 @@ def control_plane_version(bin_dir: Path) -> str | None:
     """The Kubernetes version the build script keyed the directory by (``k8s-v1.36.3_etcd-...``)."""
     match = re.match(r"k8s-(v[0-9][^_]*)_", bin_dir.resolve().name)
     return match.group(1) if match else None
+
+
+def buildah_command() -> list[str]:
+    """buildah on the private store hack/build-image.sh uses (``$BUILDAH_STORE``, default
+    ``$GPUPOD_CACHE/containers``), never the machine's default one."""
+    cache = Path(os.environ.get("GPUPOD_CACHE", Path.home() / ".cache" / "gpupod-operator"))
+    store = Path(os.environ.get("BUILDAH_STORE", cache / "containers"))
+    return [
+        "buildah",
+        "--root",
+        str(store / "root"),
+        "--runroot",
+        str(store / "run"),
+        "--storage-driver",
+        "overlay",
+    ]
 
 
 def venv_bin_dir() -> Path:
