@@ -19,10 +19,11 @@ from typing import Any
 import kopf
 import pytest
 
+from gpupod_operator.config import OperatorConfig
 from gpupod_operator.controller import reconciler
 from gpupod_operator.controller.kube import Conflict, KubeError
 from gpupod_operator.controller.runtime import Runtime
-from gpupod_operator.domain.decisions import CREATE_SETTLE
+from gpupod_operator.domain.decisions import create_settle
 from gpupod_operator.domain.failures import FailureKind
 
 from ..e2e.gpupods import condition
@@ -55,6 +56,11 @@ NEW = gpupod()
 MARKED = gpupod({"createPending": MARKER, "remoteName": REMOTE_NAME, "phase": "Creating"})
 CONFLICT = Conflict(409, "the object has been modified; please apply your changes again")
 SECRET_ENV = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}}]
+
+# A lookup must be taken this long after a create marker to rule the create out: the POST may
+# run for the whole request timeout (sent by another process before a handover), plus the
+# provider's listing delay.
+SETTLE = create_settle(OperatorConfig.request_timeout).total_seconds()
 
 
 def owned(*, rv: str = "1", spec: Mapping[str, Any] | None = None, **status: Any) -> dict[str, Any]:
@@ -346,16 +352,31 @@ MARKED_CASES: dict[str, Case] = {
     "FoundNone": Case(
         reason="No pod carries our name: the POST never happened, so create (marker first).",
         body=MARKED,
-        fns=Fns(look_up=found(), create=returns(pod("p1", "INITIALIZE"))),
+        fns=Fns(look_up=found(after=SETTLE), create=returns(pod("p1", "INITIALIZE"))),
         want=Want(
             ops=["look_up", "patch +createPending", "create", CREATED],
             synced=("True", "Reconciled"),
         ),
     ),
+    "FoundNoneTooEarly": Case(
+        reason="No pod carries our name YET: a POST sent just before the marker's owner died "
+        "may still land, so no create before the settle time; Synced is Unknown meanwhile.",
+        body=MARKED,
+        fns=Fns(look_up=found(after=1.0)),
+        want=Want(
+            ops=["look_up", "patch"],
+            raises=TEMPORARY,
+            synced=("Unknown", "CheckingCreate"),
+            status={"createPending": MARKER},
+        ),
+    ),
     "FoundOnlyTerminated": Case(
         reason="A terminated pod with our name is no candidate for adoption.",
         body=MARKED,
-        fns=Fns(look_up=found(pod("p0", "TERMINATED")), create=returns(pod("p1", "INITIALIZE"))),
+        fns=Fns(
+            look_up=found(pod("p0", "TERMINATED"), after=SETTLE),
+            create=returns(pod("p1", "INITIALIZE")),
+        ),
         want=Want(ops=["look_up", "patch +createPending", "create", CREATED]),
     ),
     "LookUpFails": Case(
@@ -695,7 +716,6 @@ def settled(after: float) -> Fns:
 
 
 DELETING = "patch"  # phase Terminating and why: the finalizer stays
-SETTLE = CREATE_SETTLE.total_seconds()
 
 FINALIZE: dict[str, Case] = {
     "PodRunning": Case(
@@ -775,7 +795,7 @@ FINALIZE: dict[str, Case] = {
         want=Want(ops=[], events=("Normal/NeverCreated",)),
     ),
     "CreateInDoubtTooEarly": Case(
-        reason="A lookup taken before CREATE_SETTLE after the marker cannot rule a pod out.",
+        reason="A lookup taken before the settle time after the marker cannot rule a pod out.",
         body=MARKED,
         fns=settled(SETTLE - 1),
         want=Want(
@@ -785,7 +805,7 @@ FINALIZE: dict[str, Case] = {
         ),
     ),
     "CreateInDoubtSettled": Case(
-        reason="A lookup taken CREATE_SETTLE after the marker that finds nothing releases.",
+        reason="A lookup taken the settle time after the marker that finds nothing releases.",
         body=MARKED,
         fns=settled(SETTLE),
         want=Want(ops=["look_up"], events=("Normal/NeverCreated",)),
