@@ -170,6 +170,8 @@ class DevEnvironment:
         self.env_path.unlink(missing_ok=True)
         self.kubeconfig_path.unlink(missing_ok=True)
         shutil.rmtree(self.control_plane_dir, ignore_errors=True)
+        # Called only once the node's processes stopped and its host state was cleaned.
+        shutil.rmtree(self.dev_dir / "node", ignore_errors=True)
 
     # ===================================================================== status
 
