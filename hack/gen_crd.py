@@ -29,9 +29,15 @@ from gpupod_operator import api_limits as limits
 from gpupod_operator.api_limits import ImagePublicType, Length, Range, ResourceType
 from gpupod_operator.domain.spec import (
     ABSOLUTE_PATH_PATTERN,
+    DECIMAL,
+    DECIMAL_PATTERN,
     DEFAULT_PROTOCOL,
     DNS_SUBDOMAIN_PATTERN,
+    DURATION,
+    DURATION_PATTERN,
     ENV_NAME_PATTERN,
+    POD_ID,
+    POD_ID_PATTERN,
     PROTOCOL,
     REGION_PATTERN,
     SECRET_KEY,
@@ -60,7 +66,7 @@ HEADER = """\
 """
 
 # Spec fields that may change in place; every other spec field is a create-time field.
-MUTABLE_SPEC_FIELDS = ("paused", "deletionPolicy", "updatePolicy")
+MUTABLE_SPEC_FIELDS = ("paused", "deletionPolicy", "updatePolicy", "lifetime", "maxPricePerHour")
 
 # The bounds below come from the API limits table (gpupod_operator.api_limits) and the
 # GpuPod's own bounds in domain/spec.py, which GpuPodSpec reads too: no number is typed twice.
@@ -481,13 +487,95 @@ SPEC_PROPERTIES: dict[str, Schema] = {
     ),
 }
 
-SPEC_REQUIRED = ["image"]
+ACCOUNT_REF = obj(
+    "The Yotta account the remote pod is created in and billed to. Omitted: the "
+    "YottaAccount named default in this namespace if it exists, else the ClusterYottaAccount "
+    "named default if it allows this namespace, else the operator's own key. Create-time "
+    "field: immutable unless updatePolicy is Recreate.",
+    {
+        "kind": string(
+            "YottaAccount (in this namespace) or ClusterYottaAccount (set up by the platform "
+            "team for the namespaces it allows).",
+            enum=["YottaAccount", "ClusterYottaAccount"],
+        ),
+        "name": bounded_string(
+            "Name of the account object.", SECRET_NAME, pattern=DNS_SUBDOMAIN_PATTERN
+        ),
+    },
+    required=["kind", "name"],
+)
+
+LIFETIME = obj(
+    "Stop paying for a forgotten pod: after maxRunDuration of RUNNING (billed) time, summed "
+    "across pause/resume and operator restarts, the operator pauses or deletes the remote "
+    "pod. Mutable: raising maxRunDuration extends the lifetime, within the tenant policy.",
+    {
+        "maxRunDuration": bounded_string(
+            "Running time allowed, as a duration of hours, minutes and seconds: 8h, 90m, 1h30m.",
+            DURATION,
+            pattern=DURATION_PATTERN,
+        ),
+        "action": string(
+            "What happens at expiry. Pause (default): the pod keeps its volumes and stops "
+            "billing for GPUs. Delete: the remote pod is terminated and the GpuPod is kept "
+            "with phase Terminated.",
+            enum=["Pause", "Delete"],
+            default="Pause",
+        ),
+    },
+    required=["maxRunDuration"],
+)
+
+ADOPT = obj(
+    "Take over an existing remote pod (for example one created in the Yotta console) instead "
+    "of creating one. image and gpuType may then be omitted. Create-time field: immutable "
+    "unless updatePolicy is Recreate.",
+    {
+        "podId": bounded_string(
+            "ID of the remote pod, as a decimal string.", POD_ID, pattern=POD_ID_PATTERN
+        ),
+        "mode": string(
+            "Manage (default): the GpuPod pauses, resumes and deletes the pod like one it "
+            "created. Observe: the GpuPod only mirrors its status; deleting the GpuPod leaves "
+            "the pod running.",
+            enum=["Manage", "Observe"],
+            default="Manage",
+        ),
+    },
+    required=["podId"],
+)
+
+SPEC_PROPERTIES.update(
+    {
+        "accountRef": ACCOUNT_REF,
+        "lifetime": LIFETIME,
+        "maxPricePerHour": bounded_string(
+            'Highest price per hour, in US dollars as a decimal string ("2.50"), this pod '
+            "may cost. A remote pod whose price is above it is deleted before it runs and the "
+            "GpuPod fails with reason PriceExceeded; it is not created again by itself. "
+            "Mutable.",
+            DECIMAL,
+            pattern=DECIMAL_PATTERN,
+        ),
+        "adopt": ADOPT,
+    }
+)
+
+SPEC_REQUIRED: list[str] = []
 
 SPEC_RULES: list[Schema] = [
     rule(
-        "(has(self.resourceType) && self.resourceType == 'CPU') || has(self.gpuType)",
+        "has(self.image) || has(self.adopt)",
+        "spec.image is required: set the container image to run, or set spec.adopt to take "
+        "over an existing remote pod",
+        field_path=".image",
+        reason="FieldValueRequired",
+    ),
+    rule(
+        "(has(self.resourceType) && self.resourceType == 'CPU') || has(self.gpuType)\n"
+        "|| has(self.adopt)",
         "spec.gpuType is required when spec.resourceType is GPU (the default): set a GPU type "
-        "such as NVIDIA_RTX_4090_24G, or set spec.resourceType: CPU",
+        "such as NVIDIA_RTX_4090_24G, or set spec.resourceType: CPU (or spec.adopt)",
         field_path=".gpuType",
         reason="FieldValueRequired",
     ),
@@ -527,10 +615,10 @@ def spec_schema() -> Schema:
     rules = SPEC_RULES + [immutability_rule(f, f in SPEC_REQUIRED) for f in immutable]
     return obj(
         "Desired state of the remote Yotta GPU pod; mirrors the create request of the Yotta "
-        "Pods API (POST /v2/pods). Every field except paused, deletionPolicy and updatePolicy "
-        "is a create-time field: the API cannot update a pod, so while updatePolicy is Reject "
-        "the API server refuses changes to them, and with Recreate the operator replaces the "
-        "remote pod.",
+        "Pods API (POST /v2/pods). Every field except paused, deletionPolicy, updatePolicy, "
+        "lifetime and maxPricePerHour is a create-time field: the API cannot update a pod, so "
+        "while updatePolicy is Reject the API server refuses changes to them, and with "
+        "Recreate the operator replaces the remote pod.",
         SPEC_PROPERTIES,
         required=SPEC_REQUIRED,
         rules=rules,
@@ -653,6 +741,37 @@ STATUS_PROPERTIES: dict[str, Schema] = {
     "pausedApplied": boolean(
         "The value of spec.paused the operator last applied to the remote pod (pause or resume)."
     ),
+    "account": obj(
+        "The Yotta account the remote pod was created in, pinned at create time: the pod is "
+        "only ever looked up, paused and deleted with this account's key.",
+        {
+            "kind": string("YottaAccount, ClusterYottaAccount, or Operator (the operator's key)."),
+            "name": string("Name of the account object (empty for the operator's key)."),
+            "keyFingerprint": string(
+                "A short one-way fingerprint of the API key the pod was created with (never the "
+                "key): a different fingerprint now means the key was rotated or replaced."
+            ),
+        },
+    ),
+    "cost": obj(
+        "Estimated spend: the provider's price times RUNNING (billed) time. An estimate, not "
+        "the invoice.",
+        {
+            "runningSeconds": integer(
+                "RUNNING time of the remote pod so far, summed across pause/resume and operator "
+                "restarts.",
+                fmt="int64",
+                minimum=0,
+            ),
+            "accrued": string(
+                'Estimated spend so far in US dollars, as a decimal string ("1.30").'
+            ),
+        },
+    ),
+    "expiresAt": string(
+        "When spec.lifetime.maxRunDuration runs out if the pod keeps running (RFC 3339).",
+        fmt="date-time",
+    ),
     "replacing": boolean(
         "True while the operator replaces the remote pod (updatePolicy Recreate): the old pod "
         "is being deleted and a new one will be created, even if the spec changes back."
@@ -676,6 +795,8 @@ PRINTER_COLUMNS: list[Schema] = [
     {"name": "Pod ID", "type": "string", "jsonPath": ".status.podId", "priority": 0},
     {"name": "Price/h", "type": "string", "jsonPath": ".status.pricePerHour"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Expires", "type": "string", "jsonPath": ".status.expiresAt", "priority": 1},
+    {"name": "Cost", "type": "string", "jsonPath": ".status.cost.accrued", "priority": 1},
 ]
 
 
