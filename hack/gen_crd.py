@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Generate crds/gpupods.gpupod.dev.yaml, the GpuPod CustomResourceDefinition.
+"""Generate crds/gpupods.gpupod.dev.yaml, the GpuPod CustomResourceDefinition, and the
+other kinds' CRDs, which hack/crd_*.py modules build with this file's helpers.
 
 This file is the single source of truth for the CRD's shape and text. Its numbers are not
 typed here: the API's limits come from gpupod_operator/api_limits.py (which the simulator
 validates with) and the GpuPod's own bounds from domain/spec.py (which GpuPodSpec is built
 from); tests/unit/test_crd_schema.py fails if the CRD and GpuPodSpec differ. Edit, then run
 
-    .venv/bin/python hack/gen_crd.py            # rewrite crds/gpupods.gpupod.dev.yaml
-    .venv/bin/python hack/gen_crd.py --check    # exit 1 if the committed file is stale
+    .venv/bin/python hack/gen_crd.py            # rewrite the stale files under crds/
+    .venv/bin/python hack/gen_crd.py --check    # exit 1 if a committed file is stale
 
 tests/unit/test_crd_schema.py fails when the committed YAML differs from this script's output.
 
@@ -18,6 +19,7 @@ POST /v2/pods (reference/yotta-pods-api.md section 2.2) in camelCase.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -866,9 +868,9 @@ def _represent_cel(dumper: yaml.SafeDumper, data: CelExpression) -> yaml.ScalarN
 _Dumper.add_representer(CelExpression, _represent_cel)
 
 
-def render() -> str:
+def render(document: Schema | None = None) -> str:
     body = yaml.dump(
-        crd(),
+        crd() if document is None else document,
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
@@ -878,25 +880,38 @@ def render() -> str:
     return HEADER + body
 
 
+def documents() -> dict[Path, Schema]:
+    """Every CRD the project ships, by output file: the GpuPod from this file, the other
+    kinds from the hack/crd_*.py modules (each exposes CRDS: a list of CRD documents built
+    with this file's helpers)."""
+    out = {OUTPUT: crd()}
+    sys.path.insert(0, str(Path(__file__).parent))
+    for module_path in sorted(Path(__file__).parent.glob("crd_*.py")):
+        module = importlib.import_module(module_path.stem)
+        for document in module.CRDS:
+            out[ROOT / "crds" / f"{document['metadata']['name']}.yaml"] = document
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 if the committed file is out of date"
+        "--check", action="store_true", help="exit 1 if a committed file is out of date"
     )
     parser.add_argument("--stdout", action="store_true", help="print instead of writing")
     args = parser.parse_args(argv)
-    text = render()
+    texts = {path: render(document) for path, document in documents().items()}
     if args.stdout:
-        sys.stdout.write(text)
+        sys.stdout.write("---\n".join(texts.values()))
         return 0
+    stale = [p for p, text in texts.items() if not p.exists() or p.read_text() != text]
     if args.check:
-        current = OUTPUT.read_text() if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run hack/gen_crd.py", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text)
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is stale: run hack/gen_crd.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(texts[path])
     return 0
 
 
