@@ -54,6 +54,7 @@ class SimulatorProcess(ChildProcess):
         args: Sequence[str] = (),
         *,
         api_key: str | None = None,
+        extra_api_keys: Sequence[str] = (),
         host: str = "127.0.0.1",
         log_path: Path | None = None,
         ready_timeout: float = 30.0,
@@ -64,6 +65,8 @@ class SimulatorProcess(ChildProcess):
         self.args = list(args)
         self.ready_timeout = ready_timeout
         self._api_key = api_key or new_api_key()
+        # More accounts (`--api-key` repeated): account N is extra_api_keys[N - 1].
+        self.extra_api_keys = list(extra_api_keys)
         self._port = port
         self._port_was_given = port is not None
         self._faults: list[str] | None = None
@@ -106,11 +109,12 @@ class SimulatorProcess(ChildProcess):
                     str(self._port),
                     "--api-key",
                     self._api_key,
+                    *(arg for key in self.extra_api_keys for arg in ("--api-key", key)),
                     *self.args,
                 ],
                 log_path=self.log_path,
                 env=child_environment(),
-                secrets=[self._api_key],
+                secrets=[self._api_key, *self.extra_api_keys],
                 stop_grace=self._stop_grace,
             ).start()
             try:

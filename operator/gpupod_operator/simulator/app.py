@@ -3,6 +3,8 @@
 Choices where the sources disagree (reference §1, §3):
 - a missing or wrong `X-Api-Key` (header matched case-insensitively) answers HTTP 401 with
   `{"code": 40101, ...}`; without `--api-key` any non-empty key is accepted.
+- `--api-key` may repeat: each key is its own account (its index), which lists, reads and acts
+  on its own pods only; a pod of another account answers "not found", as a real API does.
 - business errors answer HTTP 200 with the code (10001, 12001, 13000, 10007), as the
   generated OpenAPI suggests; the `error_style=http` dialect answers 400/409/404 instead.
   A body that is not JSON answers HTTP 400 + 10001 (a Spring binding error), and so does a
@@ -89,11 +91,19 @@ def _error(err: SimError, sim: Simulator) -> web.Response:
     return _json(envelope(code=err.code, message=err.message), status)
 
 
-def _authorized(request: web.Request, expected: str | None) -> bool:
+ACCOUNT = web.RequestKey("account", int)  # the account of the request's API key
+
+
+def _account(request: web.Request, keys: tuple[str, ...]) -> int | None:
+    """The account (index of the key) the request's X-Api-Key belongs to; None: refused."""
     key = request.headers.get("X-Api-Key", "")
     if not key:
-        return False
-    return expected is None or hmac.compare_digest(key.encode(), expected.encode())
+        return None
+    if not keys:
+        return 0
+    # Compare with every key (no early exit): the answer time says nothing about the keys.
+    matches = [hmac.compare_digest(key.encode(), k.encode()) for k in keys]
+    return matches.index(True) if any(matches) else None
 
 
 def _int_id(request: web.Request, name: str = "id") -> int:
@@ -129,12 +139,14 @@ def _api(op: str, impl: Impl) -> Callable[[web.Request], Awaitable[web.StreamRes
     async def handler(request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         sim = request.app[SIMULATOR]
-        if not _authorized(request, sim.config.api_key):
+        account = _account(request, sim.config.api_keys)
+        if account is None:
             sim.stats.request(op, "401")
             _log(request, op, "401", 401, started)
             message = "Unauthorized: missing or invalid X-Api-Key"
             return _json(envelope(code=UNAUTHORIZED, message=message), 401)
 
+        request[ACCOUNT] = account
         fault = sim.faults.draw(op)
         if fault is not None:
             sim.stats.fault(op, fault)
@@ -189,14 +201,14 @@ async def create_pod(request: web.Request, sim: Simulator) -> Any:
     spec = validate_create(
         await _json_body(request), credentials=sim.store.credentials, volumes=sim.store.volumes
     )
-    pod = sim.store.create_pod(spec)
+    pod = sim.store.create_pod(spec, request[ACCOUNT])
     if sim.config.dialect.create_data == "id":
         return str(pod.id) if sim.config.dialect.id_type == "string" else pod.id
     return _pod(sim, pod)
 
 
 async def get_pod(request: web.Request, sim: Simulator) -> Any:
-    return _pod(sim, sim.store.get_pod(_int_id(request)))
+    return _pod(sim, sim.store.get_pod(_int_id(request), request[ACCOUNT]))
 
 
 def _multi(request: web.Request, name: str) -> list[str]:
@@ -217,21 +229,21 @@ async def list_pods(request: web.Request, sim: Simulator) -> Any:
     now = sim.store.clock()
     pods = [
         render.render_pod(p, now, sim.config.dialect)
-        for p in sim.store.list_pods(regions or None, statuses or None)
+        for p in sim.store.list_pods(regions or None, statuses or None, request[ACCOUNT])
     ]
     return render.page(pods) if sim.config.dialect.list_shape == "items" else pods
 
 
 async def delete_pod(request: web.Request, sim: Simulator) -> Any:
-    return _action_data(sim, sim.store.delete_pod(_int_id(request)))
+    return _action_data(sim, sim.store.delete_pod(_int_id(request), request[ACCOUNT]))
 
 
 async def pause_pod(request: web.Request, sim: Simulator) -> Any:
-    return _action_data(sim, sim.store.pause_pod(_int_id(request)))
+    return _action_data(sim, sim.store.pause_pod(_int_id(request), request[ACCOUNT]))
 
 
 async def resume_pod(request: web.Request, sim: Simulator) -> Any:
-    return _action_data(sim, sim.store.resume_pod(_int_id(request)))
+    return _action_data(sim, sim.store.resume_pod(_int_id(request), request[ACCOUNT]))
 
 
 async def gpu_types(request: web.Request, sim: Simulator) -> Any:
@@ -313,7 +325,13 @@ async def admin_stats(request: web.Request) -> web.Response:
 async def admin_pods(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
     now = sim.store.clock()
-    return _json([render.render_pod(p, now, sim.config.dialect) for p in sim.store.iter_pods()])
+    # Each pod with the account (index of its key) that owns it.
+    return _json(
+        [
+            {**render.render_pod(p, now, sim.config.dialect), "account": p.account}
+            for p in sim.store.iter_pods()
+        ]
+    )
 
 
 async def admin_force_status(request: web.Request) -> web.Response:

@@ -53,9 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, default=8090, help="port to listen on; 0 picks one (default 8090)")
     add(
         "--api-key",
+        action="append",
         default=None,
         metavar="K",
-        help="the only accepted X-Api-Key (default: any non-empty key)",
+        help="an accepted X-Api-Key; repeat for several accounts (account N is the Nth key), "
+        "each seeing only its own pods (default: any non-empty key, one account)",
     )
     add(
         "--provision-seconds",
@@ -140,6 +142,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _keys(keys: list[str] | None) -> str | tuple[str, ...] | None:
+    """One key stays a string (the single-account simulator); several are accounts 0, 1, ..."""
+    if not keys:
+        return None
+    return keys[0] if len(keys) == 1 else tuple(keys)
+
+
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     try:
         dialect = Dialect.parse(args.dialect)
@@ -148,7 +157,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     return SimulatorConfig(
         host=args.host,
         port=args.port,
-        api_key=args.api_key,
+        api_key=_keys(args.api_key),
         provision_seconds=args.provision_seconds,
         pause_seconds=args.pause_seconds,
         resume_seconds=args.resume_seconds,

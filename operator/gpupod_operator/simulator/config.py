@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args, get_type_hints
 
@@ -85,8 +85,9 @@ class Dialect:
 class SimulatorConfig:
     host: str = "127.0.0.1"
     port: int = 8090
-    #: None: any non-empty key is accepted.
-    api_key: str | None = None
+    #: The accepted X-Api-Key values, each its own account (the index is the account);
+    #: one key as a plain string; None or empty: any non-empty key is accepted (account 0).
+    api_key: str | Sequence[str] | None = None
     provision_seconds: float = 3.0
     pause_seconds: float = 1.0
     #: None: same as provision_seconds.
@@ -105,6 +106,12 @@ class SimulatorConfig:
     dialect: Dialect = field(default_factory=Dialect)
     #: Wall-clock seconds; injectable so tests drive the lifecycle without sleeping.
     clock: Callable[[], float] = time.time
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        if self.api_key is None:
+            return ()
+        return (self.api_key,) if isinstance(self.api_key, str) else tuple(self.api_key)
 
     @property
     def effective_resume_seconds(self) -> float:

@@ -62,6 +62,8 @@ class PodRecord:
     failure_reason: str | None = None
     #: Whether the pod's GPUs count against the capacity.
     holds: bool = False
+    #: Which API key's account owns the pod (the index of `--api-key`, 0 without keys).
+    account: int = 0
 
     def status_at(self, now: float) -> SimStatus:
         return self.then if now >= self.since + self.duration else self.status
@@ -153,12 +155,13 @@ class Store:
         pod.failure_reason = reason
         self._hold(pod, reason is None)
 
-    def create_pod(self, spec: CreateSpec) -> PodRecord:
+    def create_pod(self, spec: CreateSpec, account: int = 0) -> PodRecord:
         now = self.clock()
         self._seq += 1
         pod_id = _ID_BASE + self._seq * _ID_STRIDE + self._ids.randrange(_ID_STRIDE)
         region, reason = self._place(spec)
         pod = PodRecord(pod_id, spec, region, now, S.INITIALIZE, now, 0.0, S.INITIALIZE, reason)
+        pod.account = account
         self._start(pod, now, self.config.provision_seconds)
         self.pods[pod_id] = pod
         return pod
@@ -169,12 +172,14 @@ class Store:
             and now >= pod.settled_at() + self.config.retention_seconds
         )
 
-    def get_pod(self, pod_id: int) -> PodRecord:
+    def get_pod(self, pod_id: int, account: int | None = None) -> PodRecord:
+        """The pod by ID; a pod of another account (`account` None: any) is "not found", as
+        a real API answers a key that does not own the pod."""
         pod = self.pods.get(pod_id)
         if pod is not None and self._expired(pod, self.clock()):
             del self.pods[pod_id]
             pod = None
-        if pod is None:
+        if pod is None or (account is not None and pod.account != account):
             raise SimError(POD_NOT_FOUND, "Pod not found")
         return pod
 
@@ -187,18 +192,22 @@ class Store:
         return reversed(list(self.pods.values()))
 
     def list_pods(
-        self, regions: set[str] | None, statuses: set[SimStatus] | None
+        self,
+        regions: set[str] | None,
+        statuses: set[SimStatus] | None,
+        account: int | None = None,
     ) -> list[PodRecord]:
         now = self.clock()
         return [
             pod
             for pod in self.iter_pods()
-            if (not regions or pod.region in regions)
+            if (account is None or pod.account == account)
+            and (not regions or pod.region in regions)
             and (not statuses or pod.status_at(now) in statuses)
         ]
 
-    def delete_pod(self, pod_id: int) -> PodRecord:
-        pod = self.get_pod(pod_id)
+    def delete_pod(self, pod_id: int, account: int | None = None) -> PodRecord:
+        pod = self.get_pod(pod_id, account)
         now = self.clock()
         if pod.status_at(now) in (S.TERMINATING, S.TERMINATED):
             return pod
@@ -207,8 +216,8 @@ class Store:
         self._hold(pod, False)
         return pod
 
-    def pause_pod(self, pod_id: int) -> PodRecord:
-        pod = self.get_pod(pod_id)
+    def pause_pod(self, pod_id: int, account: int | None = None) -> PodRecord:
+        pod = self.get_pod(pod_id, account)
         now = self.clock()
         current = pod.status_at(now)
         if current is not S.RUNNING:
@@ -219,8 +228,8 @@ class Store:
         self._hold(pod, False)
         return pod
 
-    def resume_pod(self, pod_id: int) -> PodRecord:
-        pod = self.get_pod(pod_id)
+    def resume_pod(self, pod_id: int, account: int | None = None) -> PodRecord:
+        pod = self.get_pod(pod_id, account)
         now = self.clock()
         current = pod.status_at(now)
         if current is not S.PAUSED:
