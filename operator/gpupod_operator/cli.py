@@ -34,6 +34,8 @@ def _run(args: argparse.Namespace) -> int:
             burst=args.burst,
             request_timeout=args.request_timeout,
             metrics_port=args.metrics_port,
+            operator_namespace=_operator_namespace(args),
+            default_account_namespaces=_namespace_list(args.default_account_namespaces),
         )
     except ConfigError as e:
         print(f"gpupod-operator run: {e}", file=sys.stderr)
@@ -61,6 +63,21 @@ def _run(args: argparse.Namespace) -> int:
         metrics.serve(config.metrics_port, args.metrics_addr)
     handlers.CONFIG, handlers.METRICS, handlers.LEADER = config, metrics, elector
     return asyncio.run(_operate(args, elector))
+
+
+def _operator_namespace(args: argparse.Namespace) -> str:
+    from gpupod_operator.controller.leader import default_namespace
+
+    return (
+        args.operator_namespace
+        or os.environ.get("POD_NAMESPACE", "").strip()
+        or default_namespace()
+        or ""
+    )
+
+
+def _namespace_list(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
 
 def _elector(args: argparse.Namespace, create_timeout: float) -> LeaderElector | None:
@@ -181,6 +198,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=15.0,
         help="seconds before a Yotta API request is given up (default 15)",
+    )
+    accounts = run.add_argument_group(
+        "accounts",
+        "GpuPods use the YottaAccount or ClusterYottaAccount of spec.accountRef, else "
+        "YottaAccount/default of their namespace, else ClusterYottaAccount/default if it allows "
+        "the namespace, else the operator's own key (YOTTA_API_KEY).",
+    )
+    accounts.add_argument(
+        "--default-account-namespaces",
+        default="",
+        metavar="NS,...",
+        help="namespaces whose GpuPods may fall back to the operator's own key "
+        "(default: every namespace)",
+    )
+    accounts.add_argument(
+        "--operator-namespace",
+        default="",
+        metavar="NS",
+        help="where the Secrets of ClusterYottaAccounts are (default: $POD_NAMESPACE, else the "
+        "pod's own namespace)",
     )
     ha = run.add_argument_group(
         "leader election",

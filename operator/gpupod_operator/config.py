@@ -25,6 +25,10 @@ class OperatorConfig:
     burst: int = 40
     request_timeout: float = 15.0
     metrics_port: int | None = None
+    # Accounts (controller.accounts): where ClusterYottaAccounts' Secrets are, and the
+    # namespaces that may fall back to the operator's own key (empty: every namespace).
+    operator_namespace: str = ""
+    default_account_namespaces: tuple[str, ...] = ()
 
     @staticmethod
     def api_key_from(env: Mapping[str, str]) -> SecretStr:

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from gpupod_operator.config import OperatorConfig
+from gpupod_operator.controller.accounts import Accounts
 from gpupod_operator.controller.events import EventRecorder
 from gpupod_operator.controller.kube import Conflict, Gone, KubeApi, KubeError, ObjectRef
 from gpupod_operator.controller.metrics import Metrics
@@ -348,7 +349,8 @@ class Worlds:
         self._tasks.append(asyncio.create_task(recorder.run()))
         writer = StatusWriter(kube, registry, recorder, metrics)
         config = OperatorConfig(api_url="http://yotta.invalid", api_key=SecretStr("test-key"))
-        rt = Runtime(config, provider, kube, writer, recorder, registry, poller, metrics)
+        accounts = Accounts.static(provider, config)
+        rt = Runtime(config, accounts, kube, writer, recorder, registry, poller, metrics)
         return World(log, kube, provider, poller, recorder, registry, metrics, rt, events)
 
     async def aclose(self) -> None:

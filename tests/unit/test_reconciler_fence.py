@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from gpupod_operator.config import OperatorConfig
 from gpupod_operator.controller import reconciler
+from gpupod_operator.controller.accounts import Accounts
 from gpupod_operator.controller.events import EventRecorder
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.registry import Registry
@@ -29,7 +30,7 @@ def runtime(log: list[str]) -> tuple[Runtime, FakeKube, FakeYotta]:
     events = EventRecorder(Posted())
     rt = Runtime(
         config=OperatorConfig.from_env({"YOTTA_API_KEY": "k"}),
-        provider=YottaProvider(yotta, snapshot_ttl=30, clock=Clock()),
+        accounts=Accounts.static(YottaProvider(yotta, snapshot_ttl=30, clock=Clock())),
         kube=kube,  # type: ignore[arg-type]
         status=StatusWriter(kube, registry, events, metrics),
         events=events,

@@ -13,6 +13,7 @@ import kopf
 
 from gpupod_operator.config import OperatorConfig
 from gpupod_operator.controller import reconciler
+from gpupod_operator.controller.accounts import Accounts
 from gpupod_operator.controller.events import EventRecorder
 from gpupod_operator.controller.kube import (
     GROUP,
@@ -109,6 +110,28 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     events = EventRecorder(kube.post_event)
     memo.events_task = asyncio.create_task(events.run(), name="gpupod-events")
     registry = Registry()
+
+    def account_client(url: str, key: str, qps: float, burst: int) -> YottaClient:
+        # One client (pool, rate limiter) per tenant account, fenced like the operator's own.
+        return YottaClient(
+            url,
+            key,
+            timeout=config.request_timeout,
+            qps=qps,
+            burst=burst,
+            observer=metrics.observe_call,
+            transport=FencedTransport(LEADER.check) if LEADER is not None else None,
+        )
+
+    accounts = Accounts(
+        config,
+        kube,
+        provider,
+        operator_namespace=config.operator_namespace,
+        default_namespaces=config.default_account_namespaces,
+        new_client=account_client,
+        in_use=registry.users,
+    )
     writer = StatusWriter(kube, registry, events, metrics)
     poller = Poller(
         provider,
@@ -118,8 +141,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         metrics,
         interval=config.sync_interval,
         fast_interval=config.fast_sync_interval,
+        accounts=accounts,
     )
-    memo.runtime = Runtime(config, provider, kube, writer, events, registry, poller, metrics)
+    memo.runtime = Runtime(config, accounts, kube, writer, events, registry, poller, metrics)
     if LEADER is not None:
         memo.runtime.may_create = LEADER.may_create
     # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod.
@@ -142,7 +166,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         events_task.cancel()
         await asyncio.gather(events_task, return_exceptions=True)
     if rt is not None:
-        await rt.provider.aclose()
+        await rt.accounts.aclose()
         await rt.kube.aclose()
 
 

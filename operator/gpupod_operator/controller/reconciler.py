@@ -22,19 +22,24 @@ from typing import Any
 
 import kopf
 
+from gpupod_operator.controller.accounts import Binding
 from gpupod_operator.controller.kube import Conflict, Gone, KubeError, ObjectRef
 from gpupod_operator.controller.runtime import Runtime
 from gpupod_operator.controller.secrets import SecretMissing, resolve_secret_env
+from gpupod_operator.domain import accounts as acc
 from gpupod_operator.domain import decisions as d
 from gpupod_operator.domain import failures as f
 from gpupod_operator.domain import status as st
+from gpupod_operator.domain.accounts import AccountId, AccountUnavailable
 from gpupod_operator.domain.spec import GpuPodSpec, build_create_request, remote_name, spec_hash
+from gpupod_operator.provider import Provider
 from gpupod_operator.yotta import Pod
 
 log = logging.getLogger(__name__)
 
 MAX_STEPS = 12  # actions per handler call; every path to Done/Wait/Stop is shorter
 MAX_REREADS = 3  # fresh reads after a lost compare-and-swap, per handler call
+ACCOUNT_RETRY = 30.0  # seconds before an unusable account (missing Secret ...) is tried again
 
 
 def _now() -> dt.datetime:
@@ -76,10 +81,14 @@ class Attempt:
     desired: d.Desired
     recorded: d.Recorded
     reported: str | None  # the Synced reason the status shows now, to avoid repeating Events
+    # The pinned account (status.account; None: resolved at create) and its key's fingerprint.
+    account: AccountId | None
+    pinned_fp: str | None
     facts: dict[str, Any] = field(default_factory=dict)  # status fields this attempt decided
     sync: st.Sync | None = None
     observed: st.Observed | None = None
     lookup: d.NameLookup | None = None
+    binding: Binding | None = None  # the account, bound once per attempt (`provider`)
 
     @classmethod
     def of(cls, rt: Runtime, body: Any) -> Attempt:
@@ -110,6 +119,10 @@ class Attempt:
                 replacing=bool(status.get("replacing")),
             ),
             reported=synced.get("reason") if synced.get("status") != "True" else None,
+            # A pod created before accounts existed was created with the operator's key.
+            account=AccountId.pinned(status.get("account"), meta["namespace"])
+            or (AccountId.operator() if status.get("podId") or pending else None),
+            pinned_fp=(status.get("account") or {}).get("keyFingerprint") or None,
         )
 
     # ------------------------------------------------------------ status
@@ -157,16 +170,64 @@ class Attempt:
         )
         self.observed = st.Observed(pod)
 
+    # ------------------------------------------------------------ the account
+
+    async def provider(self) -> Provider:
+        """The ONE way to a provider: the pinned account's (or, for a first create, the
+        resolved one's), with its key read now (AccountUnavailable: no call may be made)."""
+        if self.binding is None:
+            assert self.account is not None, "an account is pinned, or resolved by create()"
+            self.binding = await self.rt.accounts.bind(self.account)
+        return self.binding.provider
+
+    def confirm_pin(self) -> None:
+        """The pod is visible with the current key: pin that key (after a rotation, or for a
+        pod created before accounts existed), so a later absence is judged against it."""
+        b = self.binding
+        if b is None:
+            return
+        pin = b.account.pin(b.fingerprint)
+        if pin in (self.status.get("account"), self.facts.get("account")):
+            return
+        if acc.key_changed(self.pinned_fp, b.fingerprint):
+            self.rt.events.normal(
+                self.ref, "KeyRotated", f"remote pod visible with the new key of {b.account}"
+            )
+        self.facts["account"] = pin
+        self.pinned_fp = b.fingerprint
+
+    def guard(self, action: d.Action) -> d.Wait | None:
+        """Refuse an action that rests on the pod's absence seen with a key it was not
+        created with (domain.accounts.absence_unproven)."""
+        b = self.binding
+        if b is None:
+            return None
+        changed = acc.key_changed(self.pinned_fp, b.fingerprint)
+        return acc.absence_unproven(
+            action, self.observed, self.lookup, account=b.account, changed=changed
+        )
+
+    async def release_account(self) -> None:
+        """The GpuPod lets go of its account: the last one removes the in-use finalizers."""
+        if self.account is None:
+            return
+        key = (self.ref.namespace, self.ref.name)
+        users = self.rt.registry.users(self.account, excluding=key)
+        await self.rt.accounts.release(self.account, users_left=users)
+
     # ------------------------------------------------------------ remote reads
 
     async def observe(self) -> None:
         pod_id = self.recorded.pod_id
         assert pod_id is not None
-        self.observed = st.Observed(await self.rt.provider.observe(pod_id))
+        pod = await (await self.provider()).observe(pod_id)
+        self.observed = st.Observed(pod)
+        if pod is not None:
+            self.confirm_pin()
 
     async def look_up(self) -> None:
         assert self.recorded.pending_since is not None
-        self.lookup = await self.rt.provider.look_up(
+        self.lookup = await (await self.provider()).look_up(
             self.recorded.remote_name, self.recorded.pending_since
         )
 
@@ -190,24 +251,35 @@ class Attempt:
         self.status = dict(result.get("status") or {})
         self.facts.clear()  # written
 
-    async def write_marker(self, since: dt.datetime) -> None:
-        """The create marker: a POST may follow, so a lookup by name must precede any other."""
+    async def write_marker(self, since: dt.datetime, binding: Binding) -> None:
+        """The create marker: a POST may follow, so a lookup by name must precede any other.
+        The account is pinned in the same write: no crash can separate the two."""
         marker = {
             "createPending": {"remoteName": self.recorded.remote_name, "since": st.now_iso(since)},
             "remoteName": self.recorded.remote_name,
             "phase": st.Phase.CREATING.value,
+            "account": binding.account.pin(binding.fingerprint),
         }
         await self.store_first(marker, since)
         self.recorded = replace(self.recorded, pending_since=since)
 
     async def create(self) -> None:
+        if self.account is None:
+            # Resolved once, here; pinned with the marker below and used ever after.
+            self.account = await self.rt.accounts.resolve(self.ref.namespace, self.spec.accountRef)
+        provider = await self.provider()
+        assert self.binding is not None
         secret_values = await resolve_secret_env(self.rt.kube, self.ref.namespace, self.spec)
         request = build_create_request(self.spec, self.recorded.remote_name, secret_values)
         self.fence()
         # Stored BEFORE the POST (see the module docstring); if this fails, nothing is created.
-        await self.write_marker(_now())
+        await self.write_marker(_now(), self.binding)
+        self.pinned_fp = self.binding.fingerprint
+        # After the marker (so no finalizer is left without a GpuPod pinning the account),
+        # before the POST (so no remote pod exists whose key a namespace deletion could take).
+        await self.rt.accounts.hold(self.binding)
         self.fence()
-        pod = await self.rt.provider.create(request)
+        pod = await provider.create(request)
         self.record_pod(pod)
         self.rt.poller.poke()
         self.rt.events.normal(
@@ -225,18 +297,19 @@ class Attempt:
 
     async def adopt(self, action: d.Adopt) -> None:
         self.record_pod(action.pod)
+        self.confirm_pin()
         self.rt.events.normal(
             self.ref, "Adopted", f"found remote pod {action.pod.id} from an unconfirmed create"
         )
         for dup in action.duplicates:
-            await self.rt.provider.delete(dup.id)
+            await (await self.provider()).delete(dup.id)
             self.rt.events.warning(
                 self.ref, "DuplicateDeleted", f"deleted duplicate remote pod {dup.id}"
             )
 
     async def act(self, action: d.Action) -> None:
         """Perform one non-final action and update what we know."""
-        provider, events, ref = self.rt.provider, self.rt.events, self.ref
+        events, ref = self.rt.events, self.ref
         match action:
             case d.Observe():
                 await self.observe()
@@ -251,12 +324,12 @@ class Attempt:
                 # handlers._DiffBase for why this must reach the status even then).
                 self.facts["pausedApplied"] = True
                 self.observed = None
-                await provider.pause(pod_id)
+                await (await self.provider()).pause(pod_id)
                 events.normal(ref, "Pausing", f"pausing remote pod {pod_id}")
             case d.Resume(pod_id=pod_id):
                 self.facts["pausedApplied"] = False  # as for Pause
                 self.observed = None
-                await provider.resume(pod_id)
+                await (await self.provider()).resume(pod_id)
                 events.normal(ref, "Resuming", f"resuming remote pod {pod_id}")
             case d.Delete(pod_id=pod_id, reason=reason, replace=replacing):
                 if replacing:
@@ -266,7 +339,7 @@ class Attempt:
                     await self.store_first({"replacing": True}, _now())
                     self.recorded = replace(self.recorded, replacing=True)
                 self.observed = None
-                await provider.delete(pod_id)
+                await (await self.provider()).delete(pod_id)
                 events.normal(ref, "Deleting", f"deleting remote pod {pod_id}: {reason}")
                 self.facts.update(phase=st.Phase.TERMINATING.value, message=f"deleting: {reason}")
             case d.Forget():
@@ -331,6 +404,9 @@ async def reconcile(rt: Runtime, body: Any, retry: int) -> None:
 async def _reconcile_steps(a: Attempt, retry: int) -> None:
     for _ in range(MAX_STEPS):
         action = d.reconcile(a.desired, a.recorded, a.observed, a.lookup, a.settle)
+        unproven = a.guard(action)
+        if unproven is not None:
+            raise a.fail(unproven.reason, unproven.message, unproven.delay)
         match action:
             case d.Done():
                 a.sync = st.Sync.ok()
@@ -372,6 +448,9 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
         except SecretMissing as e:
             a.facts.setdefault("phase", a.status.get("phase") or st.Phase.PENDING.value)
             raise a.fail("SecretNotFound", str(e), 10) from None
+        except AccountUnavailable as e:
+            a.facts.setdefault("phase", a.status.get("phase") or st.Phase.PENDING.value)
+            raise a.fail(e.reason, str(e), ACCOUNT_RETRY) from None
         except Stale:
             raise
         except KubeError as e:
@@ -388,8 +467,17 @@ async def finalize(rt: Runtime, body: Any, retry: int) -> None:
 async def _finalize_steps(a: Attempt, retry: int) -> None:
     for _ in range(MAX_STEPS):
         action = d.finalize(a.desired, a.recorded, _now(), a.observed, a.lookup, a.settle)
+        unproven = a.guard(action)
+        if unproven is not None:
+            raise a.fail(unproven.reason, unproven.message, unproven.delay)
         match action:
             case d.Release(reason=reason, message=message):
+                try:
+                    await a.release_account()
+                except KubeError as e:  # the GpuPod keeps its finalizer until this is done
+                    raise kopf.TemporaryError(
+                        f"releasing the account: {e}", delay=f.backoff(retry)
+                    ) from None
                 if reason == "Orphaned":
                     a.rt.events.warning(a.ref, "Orphaned", message)
                 else:
@@ -413,6 +501,8 @@ async def _finalize_steps(a: Attempt, retry: int) -> None:
             raise kopf.TemporaryError(
                 message, delay=f.delay(f.DELETE_FAILED, retry, e.retry_after)
             ) from None
+        except AccountUnavailable as e:
+            raise a.fail(e.reason, f"{e}; the finalizer stays", ACCOUNT_RETRY) from None
         except Stale:
             raise
         except KubeError as e:

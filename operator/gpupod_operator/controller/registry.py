@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpupod_operator.controller.kube import ObjectRef
+from gpupod_operator.domain.accounts import AccountId
 from gpupod_operator.domain.status import TRANSITIONAL
 
 _TRANSITIONAL = frozenset(p.value for p in TRANSITIONAL)
@@ -27,6 +28,9 @@ class Tracked:
     pending: bool
     deleting: bool
     status: dict[str, Any] = field(default_factory=dict)
+    # The pinned account (status.account); a pod created before accounts existed: the
+    # operator's key. None: nothing created yet.
+    account: AccountId | None = None
 
     @classmethod
     def of(cls, body: Any) -> Tracked:
@@ -41,6 +45,10 @@ class Tracked:
             pending=bool(status.get("createPending")),
             deleting=bool(meta.get("deletionTimestamp")),
             status={k: v for k, v in status.items() if k != "createPending"},
+            account=AccountId.pinned(status.get("account"), meta["namespace"])
+            or (
+                AccountId.operator() if status.get("podId") or status.get("createPending") else None
+            ),
         )
 
     @property
@@ -72,6 +80,12 @@ class Registry:
 
     def remote_names(self) -> dict[str, Tracked]:
         return {t.remote_name: t for t in self._by_key.values() if t.remote_name}
+
+    def users(self, account: AccountId, excluding: tuple[str, str] | None = None) -> int:
+        """GpuPods pinned to `account` (but `excluding`: (namespace, name))."""
+        return sum(
+            1 for key, t in self._by_key.items() if t.account == account and key != excluding
+        )
 
     def any_transitional(self) -> bool:
         return any(t.transitional for t in self._by_key.values())

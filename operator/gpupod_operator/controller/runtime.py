@@ -6,19 +6,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gpupod_operator.config import OperatorConfig
+from gpupod_operator.controller.accounts import Accounts
 from gpupod_operator.controller.events import EventRecorder
 from gpupod_operator.controller.kube import KubeApi
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.poller import Poller
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.controller.status_writer import StatusWriter
-from gpupod_operator.provider import Provider
 
 
 @dataclass
 class Runtime:
     config: OperatorConfig
-    provider: Provider
+    # The per-account providers (controller.accounts): `await accounts.bind(account)` is the
+    # one way to a provider; `accounts.operator` is the operator's own key's.
+    accounts: Accounts
     kube: KubeApi
     status: StatusWriter
     events: EventRecorder

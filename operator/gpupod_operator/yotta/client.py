@@ -151,6 +151,13 @@ class YottaClient:
     def base_url(self) -> str:
         return self._base_url
 
+    def use_key(self, api_key: str) -> None:
+        """Send `api_key` from the next request on (a rotated key): the connection pool and
+        the rate limiter stay, and so does what the provider knows of recent calls."""
+        if not api_key:
+            raise ValueError("api_key must not be empty")
+        self._api_key = SecretStr(api_key)
+
     async def __aenter__(self) -> Self:
         return self
 
