@@ -57,6 +57,9 @@ async def test_each_key_sees_only_its_own_pods(url: str) -> None:
         # The admin view shows every pod with the index of the key that owns it.
         pods = {p["name"]: p["account"] for p in (await admin.get(f"{url}/_sim/pods")).json()}
         assert pods == {"of-zero": 0, "of-one": 1}
+        by_account = (await admin.get(f"{url}/_sim/stats")).json()["byAccount"]
+        assert by_account["0"] == {"create": 1, "list": 1, "get": 1}
+        assert by_account["1"]["create"] == 1 and by_account["1"]["get"] == 1
         assert theirs["id"] != mine["id"]
 
 

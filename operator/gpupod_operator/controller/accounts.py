@@ -195,31 +195,8 @@ class Accounts:
         """Keep the account and its Secret while a GpuPod needs them (idempotent)."""
         if binding.source is None or self._kube is None:
             return
-        account, source = binding.account, binding.source
-        plural = PLURALS[account.kind]
-        await self._add_finalizer(
-            binding.account_obj,
-            lambda meta: self._need_kube("hold").patch_object(
-                plural, account.namespace, account.name, {"metadata": meta}
-            ),
-        )
-        await self._add_finalizer(
-            binding.secret_meta and {"metadata": binding.secret_meta},
-            lambda meta: self._need_kube("hold").patch_secret_metadata(
-                source.secret_namespace, source.secret_name, meta
-            ),
-        )
-
-    async def _add_finalizer(self, obj: dict[str, Any] | None, patch: Any) -> None:
-        meta = (obj or {}).get("metadata") or {}
-        if obj is None or _deleting(meta) or acc.IN_USE_FINALIZER in _finalizers(meta):
-            return  # gone, going (no finalizer may be added then), or held already
-        await patch(
-            {
-                "resourceVersion": meta.get("resourceVersion"),
-                "finalizers": [*_finalizers(meta), acc.IN_USE_FINALIZER],
-            }
-        )
+        for first, read, patch in self._objects(binding.account, binding.source):
+            await self._set_finalizer(read, patch, present=True, first=first(binding))
 
     async def release(self, account: AccountId | None, *, users_left: int) -> None:
         """After a GpuPod let go of `account`: with no other user left, remove the in-use
@@ -227,40 +204,52 @@ class Accounts:
         GpuPod then keeps its own finalizer and tries again)."""
         if account is None or account.kind == acc.OPERATOR or self._kube is None:
             return
-        kube = self._kube
-        plural = PLURALS[account.kind]
-        obj = await kube.get_object(plural, account.namespace, account.name)
+        obj = await self._kube.get_object(PLURALS[account.kind], account.namespace, account.name)
         await self._report_count(account, obj, users_left)
-        if users_left > 0:
+        if users_left > 0 or obj is None:
             return
-        if obj is not None:
-            source = acc.source_of(account, obj, self.operator_namespace)
-            await self._remove_finalizer(
-                lambda: kube.get_secret(source.secret_namespace, source.secret_name),
-                lambda meta: kube.patch_secret_metadata(
-                    source.secret_namespace, source.secret_name, meta
-                ),
-            )
-            await self._remove_finalizer(
-                lambda: kube.get_object(plural, account.namespace, account.name),
-                lambda meta: kube.patch_object(
-                    plural, account.namespace, account.name, {"metadata": meta}
-                ),
-            )
+        source = acc.source_of(account, obj, self.operator_namespace)
+        for _first, read, patch in self._objects(account, source):
+            await self._set_finalizer(read, patch, present=False)
         log.info("account %s: no GpuPod uses it any more; in-use finalizers removed", account)
 
-    async def _remove_finalizer(self, read: Any, patch: Any) -> None:
+    def _objects(self, account: AccountId, source: Source) -> list[tuple[Any, Any, Any]]:
+        """(what the binding read, read it again, merge-patch its metadata) for the account
+        object and for its Secret."""
+        kube, plural = self._need_kube(str(account)), PLURALS[account.kind]
+        ns, name = account.namespace, account.name
+        secret_ns, secret_name = source.secret_namespace, source.secret_name
+        return [
+            (
+                lambda b: b.account_obj,
+                lambda: kube.get_object(plural, ns, name),
+                lambda meta: kube.patch_object(plural, ns, name, {"metadata": meta}),
+            ),
+            (
+                lambda b: b.secret_meta and {"metadata": b.secret_meta},
+                lambda: kube.get_secret(secret_ns, secret_name),
+                lambda meta: kube.patch_secret_metadata(secret_ns, secret_name, meta),
+            ),
+        ]
+
+    async def _set_finalizer(
+        self, read: Any, patch: Any, *, present: bool, first: dict[str, Any] | None = None
+    ) -> None:
+        """Add (present) or remove the in-use finalizer, as a compare-and-swap on the
+        resourceVersion (other finalizers are kept); a lost swap reads the object again."""
+        obj = first if first is not None else await read()
         for _ in range(5):
-            obj = await read()
             meta = (obj or {}).get("metadata") or {}
-            if obj is None or acc.IN_USE_FINALIZER not in _finalizers(meta):
-                return
+            has = acc.IN_USE_FINALIZER in _finalizers(meta)
+            if obj is None or has == present or (present and _deleting(meta)):
+                return  # gone, as wanted already, or going (no finalizer may be added then)
             kept = [f for f in _finalizers(meta) if f != acc.IN_USE_FINALIZER]
+            wanted = [*kept, acc.IN_USE_FINALIZER] if present else kept
             try:
-                await patch({"resourceVersion": meta.get("resourceVersion"), "finalizers": kept})
+                await patch({"resourceVersion": meta.get("resourceVersion"), "finalizers": wanted})
                 return
             except Conflict:
-                continue  # changed meanwhile: read it again
+                obj = await read()  # changed meanwhile (another GpuPod held it, say)
         raise KubeError(409, "the finalizers keep changing; trying again")
 
     # ------------------------------------------------------------ the account's status

@@ -128,9 +128,10 @@ class Poller:
         self._failures.pop(account, None)
         await self._each(lambda t, by_id: self._sync(binding, t, by_id), snap.pods, tracked)
         await self._sweep_duplicates(binding, list(snap.pods.values()), tracked)
-        if binding.source is not None:
+        if binding.source is not None and self._registry.users(account):
             try:
-                await self._accounts.hold(binding)  # a held account stays held while in use
+                # A held account stays held while in use (after a lost race at create).
+                await self._accounts.hold(binding)
             except KubeError as e:
                 log.warning("account %s not held: %s", account, e)
         return snap.pods

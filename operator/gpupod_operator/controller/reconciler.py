@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_STEPS = 12  # actions per handler call; every path to Done/Wait/Stop is shorter
 MAX_REREADS = 3  # fresh reads after a lost compare-and-swap, per handler call
-ACCOUNT_RETRY = 30.0  # seconds before an unusable account (missing Secret ...) is tried again
+ACCOUNT_RETRY = 10.0  # seconds before an unusable account (missing Secret ...) is tried again
 
 
 def _now() -> dt.datetime:
@@ -211,8 +211,8 @@ class Attempt:
         """The GpuPod lets go of its account: the last one removes the in-use finalizers."""
         if self.account is None:
             return
-        key = (self.ref.namespace, self.ref.name)
-        users = self.rt.registry.users(self.account, excluding=key)
+        self.rt.registry.release(self.ref.namespace, self.ref.name)
+        users = self.rt.registry.users(self.account)  # no await since: see Registry.users
         await self.rt.accounts.release(self.account, users_left=users)
 
     # ------------------------------------------------------------ remote reads

@@ -60,6 +60,8 @@ class Tracked:
 class Registry:
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str], Tracked] = {}
+        # GpuPods being deleted that no longer need their account (remote pod gone).
+        self._released: set[tuple[str, str]] = set()
 
     def upsert(self, body: Any) -> Tracked:
         tracked = Tracked.of(body)
@@ -68,6 +70,11 @@ class Registry:
 
     def remove(self, namespace: str, name: str) -> None:
         self._by_key.pop((namespace, name), None)
+        self._released.discard((namespace, name))
+
+    def release(self, namespace: str, name: str) -> None:
+        """This GpuPod needs its account no more (see `users`)."""
+        self._released.add((namespace, name))
 
     def get(self, namespace: str, name: str) -> Tracked | None:
         return self._by_key.get((namespace, name))
@@ -81,10 +88,13 @@ class Registry:
     def remote_names(self) -> dict[str, Tracked]:
         return {t.remote_name: t for t in self._by_key.values() if t.remote_name}
 
-    def users(self, account: AccountId, excluding: tuple[str, str] | None = None) -> int:
-        """GpuPods pinned to `account` (but `excluding`: (namespace, name))."""
+    def users(self, account: AccountId) -> int:
+        """GpuPods pinned to `account` that still need it. Call right after `release` (no
+        await between): of several GpuPods released at once, the last one then sees 0."""
         return sum(
-            1 for key, t in self._by_key.items() if t.account == account and key != excluding
+            1
+            for key, t in self._by_key.items()
+            if t.account == account and key not in self._released
         )
 
     def any_transitional(self) -> bool:

@@ -147,6 +147,7 @@ def _api(op: str, impl: Impl) -> Callable[[web.Request], Awaitable[web.StreamRes
             return _json(envelope(code=UNAUTHORIZED, message=message), 401)
 
         request[ACCOUNT] = account
+        sim.stats.account(account, op)
         fault = sim.faults.draw(op)
         if fault is not None:
             sim.stats.fault(op, fault)
