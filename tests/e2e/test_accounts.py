@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 
 from gpupod_operator.devenv.controlplane import ApiError, ControlPlane
+from gpupod_operator.devenv.paths import kubectl_path
 from gpupod_operator.devenv.simulator_process import SimulatorProcess, new_api_key
 from gpupod_operator.domain.accounts import fingerprint
 
@@ -333,28 +337,63 @@ def test_deleting_the_namespace_deletes_every_remote_pod_and_the_namespace_goes(
     assert [p["account"] for p in simulator.pods() if ns in str(p.get("name"))] == [1, 1, 1]
 
 
-def test_accounts_example_applies_and_runs(
-    control_plane: ControlPlane,
-    simulator: SimulatorProcess,
-    start_operator: StartOperator,
-    namespace: str,
+def readme_commands() -> list[str]:
+    """The shell commands of the README's "Accounts" subsection, in order (continued lines
+    joined)."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### Accounts\n") :]
+    section = section[: section.index("\n## ")]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    text = "\n".join(blocks).replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def test_readme_accounts_walkthrough_runs_as_written(
+    control_plane: ControlPlane, simulator: SimulatorProcess, start_operator: StartOperator
 ) -> None:
-    """examples/yottaaccount.yaml, as the README's Accounts section applies it."""
+    """Every command of the README's Accounts subsection, verbatim but for the keys, with the
+    examples it applies; then what it claims: where each pod is, and nothing left over."""
     cp = control_plane
-    cp.kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "yotta-api-key",
-        f"--from-literal=api-key={KEYS[0]}",
-    )
-    cp.kubectl("apply", "-n", namespace, "-f", str(REPO_ROOT / "examples" / "yottaaccount.yaml"))
-    start_operator(args=FAST)
-    pods = GpuPods(cp, namespace)
-    status = pods.wait_phase("tenant-gpu", "Running")
-    assert status["account"]["kind"] == "YottaAccount"
-    assert account_of(simulator, namespace, "tenant-gpu") == [1]
-    pods.delete("tenant-gpu")
-    pods.wait_gone("tenant-gpu")
+    cp.create_namespace("gpupod-system")  # where the chart runs the operator
+    start_operator(["team-a", "team-b"], args=[*FAST, "--operator-namespace", "gpupod-system"])
+    keys = {"YOUR_KEY": KEYS[0], "SHARED_KEY": KEYS[2], "NEW_KEY": KEYS[0]}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cp.admin_kubeconfig),
+        "PATH": f"{kubectl_path().parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    outputs: list[str] = []
+    commands = readme_commands()
+    assert len(commands) >= 12 and commands[-1].startswith("kubectl delete namespace")
+    try:
+        for command in commands:
+            if command.startswith("kubectl delete namespace"):
+                # Before the namespaces go: each pod is in the account the README says.
+                assert account_of(simulator, "team-a", "tenant-gpu") == [1]
+                assert account_of(simulator, "team-b", "hello-gpu") == [3]
+            for word, key in keys.items():
+                command = command.replace(word, key)
+            result = subprocess.run(
+                ["bash", "-c", command],
+                cwd=REPO_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+            assert result.returncode == 0, (command.split("=api-key=")[0], result.stderr)
+            outputs.append(result.stdout)
+        shown = "".join(outputs)
+        assert '"kind":"YottaAccount","name":"team-a"' in shown, shown
+        assert f'"keyFingerprint":"{fingerprint(KEYS[0])}"' in shown
+        assert "ClusterYottaAccount/default" in shown
+        assert remote(simulator, "team-a-") == [] and remote(simulator, "team-b-") == []
+        for ns in ("team-a", "team-b"):
+            assert get(cp, f"/api/v1/namespaces/{ns}") is None
+    finally:
+        shared = f"{API}/clusteryottaaccounts/default"
+        if get(cp, shared) is not None:
+            cp.request("DELETE", shared)  # cluster-wide: must not outlive this test
+        for key in KEYS:
+            assert all(key not in out for out in outputs)

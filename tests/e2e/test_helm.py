@@ -58,6 +58,7 @@ ALL_OPTIONS: Doc = {
     "apiUrl": "https://yotta.example.test",
     "apiKey": {"value": "sk-all-options-0123456789", "existingSecretKey": "token"},
     "watchNamespaces": ["team-a", "team-b"],
+    "defaultAccount": {"allowedNamespaces": ["team-a", "platform-demo"]},
     "logLevel": "DEBUG",
     "syncInterval": 15,
     "fastSyncInterval": 0.5,
@@ -289,10 +290,18 @@ def verbs(rules: list[Doc]) -> dict[tuple[str, str], set[str]]:
 NAMESPACED_RULES = {
     ("gpupod.dev", "gpupods"): {"list", "watch", "patch"},
     ("gpupod.dev", "gpupods/status"): {"patch"},
-    ("", "secrets"): {"get"},
+    ("", "secrets"): {"get", "patch"},
     ("", "events"): {"create"},
+    ("gpupod.dev", "yottaaccounts"): {"get", "patch"},
+    ("gpupod.dev", "yottaaccounts/status"): {"patch"},
 }
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+# ClusterYottaAccounts, and a namespace's labels for their allowedNamespaces.selector.
+ACCOUNT_RULES = {
+    ("gpupod.dev", "clusteryottaaccounts"): {"get", "patch"},
+    ("gpupod.dev", "clusteryottaaccounts/status"): {"patch"},
+    ("", "namespaces"): {"get"},
+}
 
 
 def lease_rules(name: str) -> list[Doc]:
@@ -377,6 +386,7 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
         "--qps=20",
         "--burst=40",
         "--log-level=INFO",
+        "--operator-namespace=gpupod-system",
     ]
     probe = c["livenessProbe"]
     assert probe["httpGet"] == {"path": "/healthz", "port": "liveness"}
@@ -398,9 +408,10 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
     assert volumes["tmp"] == {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert set(mounts) == {API_KEY_MOUNT, "/tmp"} and mounts[API_KEY_MOUNT]["readOnly"] is True
-    # cluster-wide RBAC: exactly the namespaced rules plus kopf's read-only CRD watch
+    # cluster-wide RBAC: exactly the namespaced rules plus kopf's read-only CRD watch and the
+    # ClusterYottaAccount reads
     rules = verbs(one(docs, "ClusterRole")["rules"])
-    assert rules == {**NAMESPACED_RULES, **CRD_RULES}
+    assert rules == {**NAMESPACED_RULES, **CRD_RULES, **ACCOUNT_RULES}
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "gpupod-gpupod-operator", "namespace": "gpupod-system"}
@@ -430,6 +441,8 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
         "Role",
         "Role",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "RoleBinding",
         "RoleBinding",
@@ -462,6 +475,8 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
         "--qps=5",
         "--burst=10",
         "--log-level=DEBUG",
+        "--operator-namespace=platform",
+        "--default-account-namespaces=team-a,platform-demo",
     ]
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env == {
@@ -499,7 +514,13 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
     assert lease_role["metadata"]["namespace"] == "platform"
     assert lease_role["rules"] == lease_rules("ops-gpupod-operator")
     # Namespaced RBAC: a Role per watched namespace, only cluster-scoped reads cluster-wide.
-    roles = [d for d in docs if d["kind"] == "Role" and d is not lease_role]
+    # ClusterYottaAccounts' Secrets are in the release namespace, which is not watched.
+    (accounts_role,) = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-accounts")
+    ]
+    assert accounts_role["kind"] == "Role" and accounts_role["metadata"]["namespace"] == "platform"
+    assert verbs(accounts_role["rules"]) == {("", "secrets"): {"get", "patch"}}
+    roles = [d for d in docs if d["kind"] == "Role" and d not in (lease_role, accounts_role)]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert verbs(role["rules"]) == NAMESPACED_RULES
@@ -511,7 +532,8 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
         assert binding["subjects"][0]["namespace"] == "platform"
     assert verbs(one(docs, "ClusterRole")["rules"]) == {
         **CRD_RULES,
-        ("", "namespaces"): {"list", "watch"},
+        **ACCOUNT_RULES,
+        ("", "namespaces"): {"get", "list", "watch"},
     }
     monitor = one(docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
@@ -1024,7 +1046,7 @@ def test_namespaced_rbac_serves_its_namespace_and_nothing_outside(
             f"{core}/namespaces/{ns}/configmaps",
             {"metadata": {"name": "x"}},
         ),
-        "get Namespaces": ("GET", f"{core}/namespaces/{ns}", None),
+        "delete Namespaces": ("DELETE", f"{core}/namespaces/{ns}", None),
     }
     answers = {what: identity.status(*request) for what, request in refused.items()}
     assert answers == dict.fromkeys(refused, 403)

@@ -72,11 +72,20 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
 - apiGroups: ["gpupod.dev"]
   resources: ["gpupods/status"]
   verbs: ["patch"]
-# env valueFrom.secretKeyRef: one Secret read by name at create time. No list/watch, so the
-# operator cannot enumerate Secrets or cache their contents.
+# env valueFrom.secretKeyRef and the API key of a YottaAccount: one Secret read by name when
+# it is used (a rotated key works from the next call). No list/watch, so the operator cannot
+# enumerate Secrets or cache their contents. patch: the gpupod.dev/in-use finalizer that keeps
+# a YottaAccount's Secret until the last GpuPod using it is deleted (namespace deletion).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["get", "patch"]
+# Tenants' YottaAccounts: read by name when used; patch for the in-use finalizer and status.
+- apiGroups: ["gpupod.dev"]
+  resources: ["yottaaccounts"]
+  verbs: ["get", "patch"]
+- apiGroups: ["gpupod.dev"]
+  resources: ["yottaaccounts/status"]
+  verbs: ["patch"]
 # Events on GpuPods (ours and kopf's warnings).
 - apiGroups: [""]
   resources: ["events"]
@@ -89,6 +98,17 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# The platform's ClusterYottaAccounts: read by name when used; patch for the in-use finalizer
+# and status. A namespace's labels are read by name for allowedNamespaces.selector.
+- apiGroups: ["gpupod.dev"]
+  resources: ["clusteryottaaccounts"]
+  verbs: ["get", "patch"]
+- apiGroups: ["gpupod.dev"]
+  resources: ["clusteryottaaccounts/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
 {{- if .Values.watchNamespaces }}
 # With explicit namespaces kopf lists and watches namespace names to serve a watched
 # namespace only while it exists.
