@@ -207,6 +207,12 @@ class Attempt:
             action, self.observed, self.lookup, account=b.account, changed=changed
         )
 
+    def refuse(self, unproven: d.Wait) -> kopf.TemporaryError:
+        """Report why nothing is done, and write nothing of the absence: "not found" under
+        this key must not become phase Lost in the status either."""
+        self.observed = self.lookup = None
+        return self.fail(unproven.reason, unproven.message, unproven.delay)
+
     async def release_account(self) -> None:
         """The GpuPod lets go of its account: the last one removes the in-use finalizers."""
         if self.account is None:
@@ -406,7 +412,7 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
         action = d.reconcile(a.desired, a.recorded, a.observed, a.lookup, a.settle)
         unproven = a.guard(action)
         if unproven is not None:
-            raise a.fail(unproven.reason, unproven.message, unproven.delay)
+            raise a.refuse(unproven)
         match action:
             case d.Done():
                 a.sync = st.Sync.ok()
@@ -469,7 +475,7 @@ async def _finalize_steps(a: Attempt, retry: int) -> None:
         action = d.finalize(a.desired, a.recorded, _now(), a.observed, a.lookup, a.settle)
         unproven = a.guard(action)
         if unproven is not None:
-            raise a.fail(unproven.reason, unproven.message, unproven.delay)
+            raise a.refuse(unproven)
         match action:
             case d.Release(reason=reason, message=message):
                 try:
