@@ -31,7 +31,8 @@ def _secret_ref(where: str) -> Schema:
     return obj(
         f"The Secret holding the Yotta API key, {where}. The operator reads it on every call "
         "(a rotated key is used from the next call, no restart) and keeps it, with a "
-        "gpupod.dev/in-use finalizer, until the last GpuPod created with it is deleted.",
+        "gpupod.dev/in-use finalizer, until the last GpuPod created with it is deleted. "
+        "Immutable: rotate the key inside the Secret, or create another account.",
         {
             "name": bounded_string(
                 "Name of the Secret.", SECRET_NAME, pattern=DNS_SUBDOMAIN_PATTERN
@@ -43,6 +44,16 @@ def _secret_ref(where: str) -> Schema:
             ),
         },
         required=["name", "key"],
+        # The in-use finalizer is on THIS Secret: re-pointing the account would leave it there
+        # (and a namespace deletion hanging). A plain dict: see CLUSTER_YOTTA_ACCOUNT's rule.
+        rules=[
+            {
+                "rule": "self == oldSelf",
+                "message": "apiKeySecretRef is immutable: put the new key in the same Secret "
+                "(kubectl create secret generic ... --dry-run=client -o yaml | kubectl apply "
+                "-f -), or create another account",
+            }
+        ],
     )
 
 

@@ -233,6 +233,29 @@ def test_missing_secret_is_account_not_found_without_any_api_call(
     pods.wait_gone("gpu")
 
 
+def test_a_key_the_api_refuses_is_unauthorized_and_the_secret_ref_is_immutable(
+    control_plane: ControlPlane,
+    simulator: SimulatorProcess,
+    start_operator: StartOperator,
+    namespace: str,
+) -> None:
+    cp = control_plane
+    secret(cp, namespace, "yotta", new_api_key("unknown"))  # no simulator account has it
+    yotta_account(cp, namespace, "default", "yotta")
+    start_operator(args=FAST)
+    pods = GpuPods(cp, namespace)
+    pods.create("gpu")
+    wait_for(lambda: synced_reason(pods, "gpu") == "Unauthorized", 30, "Unauthorized")
+    assert "refused the key" in pods.condition("gpu", "Synced")["message"]
+    assert simulator.stats()["requests"]["create"] == {"401": 1}
+    assert remote(simulator, namespace) == []
+    # The account cannot be re-pointed at another Secret (its in-use finalizer is on this one).
+    path = f"{API}/namespaces/{namespace}/yottaaccounts/default"
+    with pytest.raises(ApiError) as e:
+        cp.request("PATCH", path, {"spec": {"apiKeySecretRef": {"name": "other", "key": "k"}}})
+    assert e.value.status == 422 and "apiKeySecretRef is immutable" in str(e.value)
+
+
 def test_pinned_account_outlives_a_new_default(
     control_plane: ControlPlane,
     simulator: SimulatorProcess,

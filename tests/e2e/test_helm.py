@@ -628,15 +628,23 @@ def test_crd_comes_from_the_single_source_in_crds(helm: Path, tmp_path: Path) ->
         if path.suffix in (".yaml", ".yml", ".json"):
             for doc in yaml.safe_load_all(path.read_text()):
                 assert doc["kind"] == "CustomResourceDefinition", path
+    # Every CRD under crds/ (GpuPod and the other kinds of hack/crd_*.py), and only those.
+    files = sorted(CRD_FILE.parent.glob("*.yaml"))
+    assert CRD_FILE in files
     rendered = template(helm, tmp_path, include_crds=True)
-    assert one(rendered, "CustomResourceDefinition") == yaml.safe_load(CRD_FILE.read_text())
+    crds = [d for d in rendered if d["kind"] == "CustomResourceDefinition"]
+    by_name = {d["metadata"]["name"]: d for d in crds}
+    assert len(by_name) == len(crds) == len(files)
+    for path in files:
+        assert by_name[path.stem] == yaml.safe_load(path.read_text()), path
     run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
     with tarfile.open(tmp_path / "gpupod-operator-0.1.0.tgz") as tar:
         names = tar.getnames()
-        member = tar.extractfile("gpupod-operator/crds/gpupods.gpupod.dev.yaml")
-        assert member is not None
-        assert member.read() == CRD_FILE.read_bytes()
-    assert [n for n in names if "/crds/" in n] == ["gpupod-operator/crds/gpupods.gpupod.dev.yaml"]
+        for path in files:
+            member = tar.extractfile(f"gpupod-operator/crds/{path.name}")
+            assert member is not None
+            assert member.read() == path.read_bytes()
+    assert [n for n in names if "/crds/" in n] == [f"gpupod-operator/crds/{p.name}" for p in files]
     assert "gpupod-operator/values.schema.json" in names
 
 
@@ -979,6 +987,74 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
     assert not identity.can_i("delete", "pods", "-n", ns)
     assert not identity.can_i("patch", "deployments.apps", "-n", ns)
     assert not identity.can_i("*", "*", "--all-namespaces")
+
+
+def test_the_chart_identity_serves_yotta_and_cluster_yotta_accounts(
+    helm: Path,
+    tmp_path: Path,
+    rbac_plane: ControlPlane,
+    tenant_namespace: str,
+    release_namespace: str,
+    simulator: SimulatorProcess,
+    start_operator: StartOperator,
+) -> None:
+    """Accounts under the chart's RBAC: a YottaAccount (Secret in the tenant's namespace) and
+    a ClusterYottaAccount allowing the namespace by label (Secret in the release namespace);
+    the in-use finalizers go on and come off, the accounts' status is written."""
+    cp, ns = rbac_plane, tenant_namespace
+    gp = "/apis/gpupod.dev/v1alpha1"
+    cp.request("PATCH", f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {"tier": "gold"}}})
+    identity, chart_container = install_identity(helm, tmp_path, cp, release_namespace, {})
+    key_ref = {"name": "yotta", "key": "api-key"}
+    create_secret(cp, ns, "yotta", {"api-key": simulator.api_key})
+    create_secret(cp, release_namespace, "yotta", {"api-key": simulator.api_key})
+    account = {"apiVersion": "gpupod.dev/v1alpha1", "spec": {"apiKeySecretRef": key_ref}}
+    cp.request(
+        "POST",
+        f"{gp}/namespaces/{ns}/yottaaccounts",
+        {**account, "kind": "YottaAccount", "metadata": {"name": "team"}},
+    )
+    shared = unique("shared")
+    cluster_spec = {"apiKeySecretRef": key_ref, "allowedNamespaces": {"selector": {}}}
+    cluster_spec["allowedNamespaces"]["selector"] = {"matchLabels": {"tier": "gold"}}
+    cp.request(
+        "POST",
+        f"{gp}/clusteryottaaccounts",
+        {
+            **account,
+            "kind": "ClusterYottaAccount",
+            "metadata": {"name": shared},
+            "spec": cluster_spec,
+        },
+    )
+    operator, _metrics = start_as_chart(
+        start_operator, identity, chart_container, tmp_path, simulator.api_key
+    )
+    pods = GpuPods(cp, ns)
+    pods.create("tenant", accountRef={"kind": "YottaAccount", "name": "team"})
+    pods.create("shared", accountRef={"kind": "ClusterYottaAccount", "name": shared})
+    assert pods.wait_phase("tenant", "Running")["account"]["name"] == "team"
+    assert pods.wait_phase("shared", "Running")["account"]["kind"] == "ClusterYottaAccount"
+    held = [
+        f"{gp}/namespaces/{ns}/yottaaccounts/team",
+        f"/api/v1/namespaces/{ns}/secrets/yotta",
+        f"{gp}/clusteryottaaccounts/{shared}",
+        f"/api/v1/namespaces/{release_namespace}/secrets/yotta",
+    ]
+    for path in held:
+        assert "gpupod.dev/in-use" in cp.request("GET", path)["metadata"]["finalizers"], path
+    status = cp.request("GET", held[0])["status"]
+    assert status["gpuPods"] == 1 and status["conditions"][0]["status"] == "True"
+    for name in ("tenant", "shared"):
+        pods.delete(name)
+    for name in ("tenant", "shared"):
+        pods.wait_gone(name)
+    for path in held:
+        assert "gpupod.dev/in-use" not in (
+            cp.request("GET", path)["metadata"].get("finalizers") or []
+        ), path
+    assert not live_pods(simulator.pods(), f"{ns}-")
+    assert_no_permission_trouble(operator)
 
 
 def test_namespaced_rbac_serves_its_namespace_and_nothing_outside(

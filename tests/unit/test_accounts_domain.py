@@ -44,6 +44,13 @@ def test_omitted_ref_prefers_the_namespace_default_then_the_cluster_default_then
     assert acc.resolve(None, NS, {}, {}, [NS, "x"]) == AccountId.operator()
 
 
+def test_an_account_being_deleted_takes_no_new_gpupods() -> None:
+    going = {"metadata": {"deletionTimestamp": "2026-12-01T00:00:00Z"}, **YA}
+    assert acc.resolve(None, NS, {YA_DEFAULT: going}, {}, []) == AccountId.operator()
+    with pytest.raises(AccountUnavailable, match="is being deleted"):
+        acc.resolve(_ref("YottaAccount", "default"), NS, {YA_DEFAULT: going}, {}, [])
+
+
 def test_operator_key_limited_by_default_account_namespaces() -> None:
     with pytest.raises(AccountUnavailable) as e:
         acc.resolve(None, NS, {}, {}, ["platform"])

@@ -153,6 +153,11 @@ def candidates(ref: AccountRef | None, namespace: str) -> list[AccountId]:
     ]
 
 
+def _deleting(obj: Mapping[str, Any]) -> bool:
+    """A deleted account still serves the GpuPods pinned to it, but takes no new ones."""
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
 def _allows(obj: Mapping[str, Any], namespace: str, labels: Mapping[str, str]) -> bool:
     return namespace_allowed((obj.get("spec") or {}).get("allowedNamespaces"), namespace, labels)
 
@@ -171,7 +176,9 @@ def resolve(
 ) -> AccountId:
     """The account a new GpuPod in `namespace` is created in (raises AccountUnavailable).
 
-    `found` holds the objects of `candidates(ref, namespace)` (None: does not exist)."""
+    `found` holds the objects of `candidates(ref, namespace)` (None: does not exist); one
+    being deleted counts as absent."""
+    found = {a: o for a, o in found.items() if o is not None and not _deleting(o)}
     if ref is not None:
         account = AccountId.of_ref(ref, namespace)
         obj = found.get(account)
@@ -179,8 +186,9 @@ def resolve(
             where = f"in namespace {namespace}" if account.namespace else "in the cluster"
             raise AccountUnavailable(
                 ACCOUNT_NOT_FOUND,
-                f"spec.accountRef: {account.kind} {account.name} does not exist {where}: "
-                "create it, or change spec.accountRef (delete and re-apply the GpuPod)",
+                f"spec.accountRef: {account.kind} {account.name} does not exist {where} (or "
+                "is being deleted): create it, or change spec.accountRef (delete and re-apply "
+                "the GpuPod)",
             )
         if account.kind == CLUSTER_YOTTA_ACCOUNT and not _allows(obj, namespace, labels):
             raise AccountUnavailable(
