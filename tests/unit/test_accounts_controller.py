@@ -211,13 +211,17 @@ async def test_hold_and_release_the_in_use_finalizers(worlds: Worlds) -> None:
     assert s.objects.finalizers("secrets", "key") == ["other/keep"]
 
 
-async def test_no_finalizer_is_added_to_an_account_being_deleted(worlds: Worlds) -> None:
+async def test_an_account_being_deleted_cannot_be_held_by_a_new_user(worlds: Worlds) -> None:
     s = setup(worlds, None)
     s.objects.secret("key", "k")
     s.objects.account("team", "key")
     s.objects.items[("yottaaccounts", NS, "team")]["metadata"]["deletionTimestamp"] = "now"
-    await s.accounts.hold(await s.accounts.bind(TEAM))
+    with pytest.raises(AccountUnavailable, match="is being deleted"):
+        await s.accounts.hold(await s.accounts.bind(TEAM))
     assert s.objects.finalizers("yottaaccounts", "team") == []
+    # Held before the deletion began: holding again is fine (nothing to add).
+    s.objects.items[("yottaaccounts", NS, "team")]["metadata"]["finalizers"] = [IN_USE_FINALIZER]
+    await s.accounts.hold(await s.accounts.bind(TEAM))
     assert s.objects.finalizers("secrets", "key") == [IN_USE_FINALIZER]
 
 
@@ -325,3 +329,24 @@ async def test_the_last_of_several_deletions_releases_the_account(worlds: Worlds
         assert held is (i < 2)
     s.w.registry.remove(NS, "gp0")
     assert s.w.registry.users(TEAM) == 0
+
+
+async def test_no_pod_is_created_with_a_secret_being_deleted_and_the_marker_goes(
+    worlds: Worlds,
+) -> None:
+    """The namespace is being deleted between resolution and the POST: the Secret cannot be
+    held any more, so nothing is created, and the marker is undone (nothing was sent), so the
+    GpuPod's own deletion needs no key."""
+    body = gpupod(accountRef={"kind": "YottaAccount", "name": "team"})
+    s = setup(worlds, body)
+    s.objects.secret("key", "tenant-key")
+    s.objects.account("team", "key")
+    meta = s.objects.items[("secrets", NS, "key")]["metadata"]
+    meta.update(deletionTimestamp="2026-12-01T00:00:00Z", finalizers=["other/keep"])
+    with pytest.raises(kopf.TemporaryError, match="is being deleted"):
+        await reconciler.reconcile(s.w.rt, body, 0)
+    assert not any(op.startswith("tenant create") for op in s.w.log)
+    assert "patch +createPending" in s.w.log and "patch -createPending" in s.w.log
+    assert "createPending" not in s.w.kube.status
+    assert s.w.kube.status["phase"] == "Pending"
+    assert condition(s.w.kube.obj, "Synced")["reason"] == "AccountNotFound"

@@ -196,7 +196,14 @@ class Accounts:
         if binding.source is None or self._kube is None:
             return
         for first, read, patch in self._objects(binding.account, binding.source):
-            await self._set_finalizer(read, patch, present=True, first=first(binding))
+            if not await self._set_finalizer(read, patch, present=True, first=first(binding)):
+                # Going away without our finalizer (a namespace being deleted): a pod created
+                # now could lose its key before it is deleted. None is created.
+                raise AccountUnavailable(
+                    acc.ACCOUNT_NOT_FOUND,
+                    f"{binding.account} or its Secret is being deleted: no remote pod is "
+                    "created with it",
+                )
 
     async def release(self, account: AccountId | None, *, users_left: int) -> None:
         """After a GpuPod let go of `account`: with no other user left, remove the in-use
@@ -234,20 +241,25 @@ class Accounts:
 
     async def _set_finalizer(
         self, read: Any, patch: Any, *, present: bool, first: dict[str, Any] | None = None
-    ) -> None:
+    ) -> bool:
         """Add (present) or remove the in-use finalizer, as a compare-and-swap on the
-        resourceVersion (other finalizers are kept); a lost swap reads the object again."""
+        resourceVersion (other finalizers are kept); a lost swap reads the object again.
+        False: it could not be added (the object is gone, or being deleted without it)."""
         obj = first if first is not None else await read()
         for _ in range(5):
             meta = (obj or {}).get("metadata") or {}
             has = acc.IN_USE_FINALIZER in _finalizers(meta)
-            if obj is None or has == present or (present and _deleting(meta)):
-                return  # gone, as wanted already, or going (no finalizer may be added then)
+            if obj is None:
+                return not present
+            if has == present:
+                return True
+            if present and _deleting(meta):
+                return False  # no finalizer may be added to an object being deleted
             kept = [f for f in _finalizers(meta) if f != acc.IN_USE_FINALIZER]
             wanted = [*kept, acc.IN_USE_FINALIZER] if present else kept
             try:
                 await patch({"resourceVersion": meta.get("resourceVersion"), "finalizers": wanted})
-                return
+                return True
             except Conflict:
                 obj = await read()  # changed meanwhile (another GpuPod held it, say)
         raise KubeError(409, "the finalizers keep changing; trying again")

@@ -132,7 +132,7 @@ class Poller:
             try:
                 # A held account stays held while in use (after a lost race at create).
                 await self._accounts.hold(binding)
-            except KubeError as e:
+            except (AccountUnavailable, KubeError) as e:
                 log.warning("account %s not held: %s", account, e)
         return snap.pods
 

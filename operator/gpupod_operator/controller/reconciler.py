@@ -283,7 +283,13 @@ class Attempt:
         self.pinned_fp = self.binding.fingerprint
         # After the marker (so no finalizer is left without a GpuPod pinning the account),
         # before the POST (so no remote pod exists whose key a namespace deletion could take).
-        await self.rt.accounts.hold(self.binding)
+        try:
+            await self.rt.accounts.hold(self.binding)
+        except AccountUnavailable:
+            # Nothing was sent, and create() runs only when no pod of ours can exist: the
+            # marker may go again (a finalize then needs no key to release the GpuPod).
+            await self.store_first({"createPending": None, "phase": st.Phase.PENDING.value}, _now())
+            raise
         self.fence()
         pod = await provider.create(request)
         self.record_pod(pod)
