@@ -347,6 +347,6 @@ async def test_no_pod_is_created_with_a_secret_being_deleted_and_the_marker_goes
         await reconciler.reconcile(s.w.rt, body, 0)
     assert not any(op.startswith("tenant create") for op in s.w.log)
     assert "patch +createPending" in s.w.log and "patch -createPending" in s.w.log
-    assert "createPending" not in s.w.kube.status
+    assert "createPending" not in s.w.kube.status and "account" not in s.w.kube.status
     assert s.w.kube.status["phase"] == "Pending"
     assert condition(s.w.kube.obj, "Synced")["reason"] == "AccountNotFound"

@@ -288,7 +288,8 @@ class Attempt:
         except AccountUnavailable:
             # Nothing was sent, and create() runs only when no pod of ours can exist: the
             # marker may go again (a finalize then needs no key to release the GpuPod).
-            await self.store_first({"createPending": None, "phase": st.Phase.PENDING.value}, _now())
+            undo = {"createPending": None, "account": None, "phase": st.Phase.PENDING.value}
+            await self.store_first(undo, _now())
             raise
         self.fence()
         pod = await provider.create(request)
