@@ -54,7 +54,13 @@ class _DiffBase(kopf.AnnotationsDiffBaseStorage):
     """
 
     def build(self, *, body: Any, extra_fields: Any = None) -> Any:
-        fields = [*(extra_fields or ()), "status.pausedApplied", "status.replacing"]
+        fields = [
+            *(extra_fields or ()),
+            "status.pausedApplied",
+            "status.replacing",
+            # Set by the poller when a cost guardrail applies: the reconciler pauses or deletes.
+            "status.cost.guard",
+        ]
         return super().build(body=body, extra_fields=fields)
 
 

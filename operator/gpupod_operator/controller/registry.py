@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpupod_operator.controller.kube import ObjectRef
+from gpupod_operator.domain.cost import Limits
 from gpupod_operator.domain.status import TRANSITIONAL
 
 _TRANSITIONAL = frozenset(p.value for p in TRANSITIONAL)
@@ -27,6 +28,7 @@ class Tracked:
     pending: bool
     deleting: bool
     status: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)  # lifetime and price cap (domain.cost)
 
     @classmethod
     def of(cls, body: Any) -> Tracked:
@@ -41,6 +43,7 @@ class Tracked:
             pending=bool(status.get("createPending")),
             deleting=bool(meta.get("deletionTimestamp")),
             status={k: v for k, v in status.items() if k != "createPending"},
+            limits=Limits.of(spec),
         )
 
     @property
