@@ -57,6 +57,24 @@ def _events(pods: GpuPods, name: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _synced(pods: GpuPods, name: str, reason: str) -> dict[str, Any]:
+    """The Synced condition once it is False with `reason`."""
+    return wait_for(
+        lambda: (c := pods.condition(name, "Synced")).get("reason") == reason and c,
+        30,
+        f"Synced=False {reason}",
+    )
+
+
+def _stays(pods: GpuPods, name: str, phase: str, remote: Any = None) -> None:
+    """`name` keeps `phase` (and `remote()` stays true) over three slow poll intervals."""
+    deadline = time.monotonic() + 3 * INTERVAL
+    while time.monotonic() < deadline:
+        assert pods.status(name)["phase"] == phase
+        assert remote is None or remote()
+        time.sleep(0.5)
+
+
 def _requests(sim: SimulatorProcess, op: str) -> int:
     return sum(sim.stats()["requests"].get(op, {}).values())
 
@@ -102,20 +120,14 @@ def test_lifetime_pause_pauses_at_expiry_warns_before_and_stays_paused(
     assert late <= INTERVAL + PAUSE_SECONDS + 1.0
 
     status = pods.wait_phase("train", "Paused", timeout=30)
-    synced = wait_for(
-        lambda: (
-            (c := pods.condition("train", "Synced")).get("reason") == "MaxRunDurationReached" and c
-        ),
-        30,
-        "Synced=False MaxRunDurationReached",
-    )
+    synced = _synced(pods, "train", "MaxRunDurationReached")
     assert synced["status"] == "False" and "raise spec.lifetime.maxRunDuration" in synced["message"]
     cost = status["cost"]
     assert cost["guard"] == "MaxRunDurationReached"
     assert 20 <= cost["runningSeconds"] <= 20 + INTERVAL + 2
-    assert Decimal(cost["accrued"]) == (PRICE_4090 * cost["runningSeconds"] / 3600).quantize(
-        Decimal("0.000001")
-    )
+    # price x running time; each write rounds to a millionth of a dollar (one write a second).
+    exact = PRICE_4090 * cost["runningSeconds"] / 3600
+    assert abs(Decimal(cost["accrued"]) - exact) <= Decimal("0.000001") * cost["runningSeconds"]
 
     events = wait_for(
         lambda: "MaxRunDurationReached" in (ev := _events(pods, "train")) and ev,
@@ -132,11 +144,7 @@ def test_lifetime_pause_pauses_at_expiry_warns_before_and_stays_paused(
 
     # Not resumed by itself: over several poll intervals, no resume call and still PAUSED.
     resumes = _requests(simulator, "resume")
-    deadline = time.monotonic() + 3 * INTERVAL
-    while time.monotonic() < deadline:
-        assert _remote(simulator, pod_id)["status"] == "PAUSED"
-        assert pods.status("train")["phase"] == "Paused"
-        time.sleep(0.5)
+    _stays(pods, "train", "Paused", lambda: _remote(simulator, pod_id)["status"] == "PAUSED")
     assert _requests(simulator, "resume") == resumes == 0
 
     # The metrics: spend in the namespace, the pod's price (0 while paused).
@@ -258,19 +266,10 @@ def test_lifetime_delete_terminates_the_pod_and_keeps_the_gpupod(
         "the remote pod TERMINATED by its lifetime",
     )
     status = pods.wait_phase("short", "Terminated", timeout=30)
-    synced = wait_for(
-        lambda: (
-            (c := pods.condition("short", "Synced")).get("reason") == "MaxRunDurationReached" and c
-        ),
-        30,
-        "Synced=False MaxRunDurationReached",
-    )
+    synced = _synced(pods, "short", "MaxRunDurationReached")
     assert "deleted" in synced["message"] and status["cost"]["runningSeconds"] >= 5
     # Kept as Terminated over several polls, and nothing created again.
-    deadline = time.monotonic() + 3 * INTERVAL
-    while time.monotonic() < deadline:
-        assert pods.status("short")["phase"] == "Terminated"
-        time.sleep(0.5)
+    _stays(pods, "short", "Terminated")
     assert _requests(simulator, "create") == 1
     assert "MaxRunDurationReached" in pods.event_reasons("short")
     assert "RemotePodTerminated" not in pods.event_reasons("short")
@@ -296,8 +295,8 @@ def test_price_cap_deletes_before_running_and_never_recreates(
     obj["spec"]["gpuType"] = "NVIDIA_RTX_5090_32G"
     pods.apply(obj)
     status = pods.wait_phase("too-dear", "Failed", timeout=30)
-    synced = pods.condition("too-dear", "Synced")
-    assert synced["status"] == "False" and synced["reason"] == "PriceExceeded"
+    synced = _synced(pods, "too-dear", "PriceExceeded")
+    assert synced["status"] == "False"
     assert "$0.65/h" in synced["message"] and "$0.50/h" in synced["message"]
     assert status["cost"]["guard"] == "PriceExceeded" and status["cost"]["runningSeconds"] == 0
     remote = wait_for(
@@ -311,10 +310,7 @@ def test_price_cap_deletes_before_running_and_never_recreates(
     assert deleted_ms - remote["createdAt"] < ran_after_ms  # it never reached RUNNING
 
     creates = _requests(simulator, "create")
-    deadline = time.monotonic() + 3 * INTERVAL
-    while time.monotonic() < deadline:
-        assert pods.status("too-dear")["phase"] == "Failed"
-        time.sleep(0.5)
+    _stays(pods, "too-dear", "Failed")
     assert _requests(simulator, "create") == creates == 2  # one per GpuPod, no re-create
     reasons = pods.event_reasons("too-dear")
     assert "PriceExceeded" in reasons and "Running" not in reasons

@@ -69,7 +69,7 @@ class Poller:
                     [t.status for t in self._registry.all()], self._clock(), self.interval
                 )
                 if deadline is not None:  # a lifetime to warn about or enforce: be there
-                    pace = min(pace, deadline)
+                    pace = min(pace, deadline or self.fast_interval)
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=pace)

@@ -186,8 +186,9 @@ def duration(seconds: int) -> str:
 def message(reason: str, limits: Limits, running_seconds: int, price: Decimal | None) -> str:
     """What the user reads in status.message, the Synced condition and the Events."""
     if reason == PRICE:
+        shown = f"${dollars(price)}/h" if price is not None else "(no longer reported)"
         return (
-            f"the provider's price ${dollars(price or Decimal(0))}/h is above spec.maxPricePerHour "
+            f"the provider's price {shown} is above spec.maxPricePerHour "
             f"${dollars(limits.max_price or Decimal(0))}/h: the remote pod is deleted before it "
             "runs and not created again; delete the GpuPod and apply it again (with a higher cap "
             "or a cheaper gpuType) to retry"
@@ -306,15 +307,18 @@ def next_deadline(
     statuses: list[Mapping[str, Any]], now: dt.datetime, warn_within: float
 ) -> float | None:
     """Seconds until the poller should look again for a lifetime to warn about or enforce
-    (one second after the instant, so the count has reached it), or None."""
+    (one second after the instant, so the count has reached it); 0 when one is overdue (its
+    guard is not recorded yet); None when there is none."""
     soonest: float | None = None
     margin = dt.timedelta(seconds=1)
     for status in statuses:
         expires = _parse_time(status.get("expiresAt"))
         if expires is None or (status.get("cost") or {}).get("guard"):
             continue
-        for at in (expires - dt.timedelta(seconds=warn_within) + margin, expires + margin):
-            wait = (at - now).total_seconds()
-            if wait > 0 and (soonest is None or wait < soonest):
-                soonest = wait
+        waits = [
+            (at - now).total_seconds()
+            for at in (expires - dt.timedelta(seconds=warn_within) + margin, expires + margin)
+        ]
+        wait = next((w for w in waits if w > 0), 0.0)
+        soonest = wait if soonest is None else min(soonest, wait)
     return soonest
