@@ -154,8 +154,8 @@ def test_lifetime_pause_pauses_at_expiry_warns_before_and_stays_paused(
     labels = f'name="train",namespace="{namespace}"'
     assert sv.metric(text, "gpupod_price_per_hour", labels) == 0.0
 
-    # Raising maxRunDuration above the running time resumes it.
-    pods.patch_spec("train", lifetime={"maxRunDuration": "1h", "action": "Pause"})
+    # Raising maxRunDuration above the running time resumes it (the README's command).
+    pods.patch_spec("train", lifetime={"maxRunDuration": "12h"})
     pods.wait_phase("train", "Running", timeout=30)
     assert _requests(simulator, "resume") == 1
     wait_for(
