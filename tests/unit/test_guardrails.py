@@ -246,3 +246,33 @@ async def test_a_lost_write_is_counted_by_the_next_round_not_twice() -> None:
 def test_next_poll_comes_at_the_warning_and_at_the_expiry() -> None:
     status = {"expiresAt": "2026-11-27T12:01:00Z", "cost": {"running": True}}
     assert cost.next_deadline([status], fakes.Clock()(), 30) == 31
+
+
+def test_a_spent_lifetime_creates_no_new_pod() -> None:
+    desired = d.Desired(spec_hash="h2", limits=DELETE)
+    stop = d.reconcile(desired, d.Recorded(remote_name="r", running_seconds=20))
+    assert isinstance(stop, d.Stop) and stop.reason == cost.LIFETIME
+    assert d.reconcile(desired, d.Recorded(remote_name="r", running_seconds=19)) == d.Create()
+
+
+async def test_raising_the_lifetime_clears_the_guard_so_the_next_expiry_acts_again() -> None:
+    w = PollWorld()
+    w.yotta.pods["1"] = fakes.remote("1", "r1", status="PAUSED")
+    spent = {"runningSeconds": 20, "accrued": "0.01", "guard": cost.LIFETIME}
+    w.add(
+        "gp", {"podId": "1", "phase": "Paused", "cost": spent}, lifetime={"maxRunDuration": "20s"}
+    )
+    await w.poll()
+    assert w.status("gp")["cost"]["guard"] == cost.LIFETIME
+    w.add(
+        "gp",
+        {"podId": "1", "phase": "Paused", "cost": w.status("gp")["cost"]},
+        lifetime={"maxRunDuration": "30s"},
+    )
+    await w.poll(1)
+    assert "guard" not in w.status("gp")["cost"]  # removed by an explicit null
+    w.yotta.pods["1"]["status"] = "RUNNING"
+    await w.poll(1)
+    await w.poll(11)
+    assert w.status("gp")["cost"]["guard"] == cost.LIFETIME
+    assert w.status("gp")["cost"]["runningSeconds"] == 31

@@ -358,8 +358,10 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
                 a.sync = st.Sync.failed(reason, message)
                 # A move into Failed/Lost/Terminated is announced by the status writer already.
                 announced = st.transition_event(a.status.get("phase"), a.facts, a.recorded.pod_id)
-                # A guardrail's move is announced by the writer (status.transition_event).
-                if a.reported != reason and announced is None and reason not in cost.GUARDS:
+                # A guardrail's move into Paused/Failed/Terminated is announced by the writer
+                # (status.transition_event), whichever writer records it first.
+                by_writer = reason in cost.GUARDS and phase != st.Phase.PENDING.value
+                if a.reported != reason and announced is None and not by_writer:
                     a.rt.events.warning(a.ref, reason, message)
                 return
             case d.Wait(reason=reason, message=message, delay=delay, unsure=unsure):

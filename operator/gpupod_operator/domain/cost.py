@@ -262,7 +262,10 @@ def project(
     if cp == Checkpoint() and "cost" not in current:
         return Projection({})  # nothing counted yet and no guardrail: leave the status alone
 
-    fields: dict[str, Any] = {"cost": cp.render(), "expiresAt": None}
+    rendered = cp.render()
+    for key in current.get("cost") or {}:
+        rendered.setdefault(key, None)  # a merge patch removes a field only with an explicit null
+    fields: dict[str, Any] = {"cost": rendered, "expiresAt": None}
     if limits.max_run is not None and cp.running and cp.counted_until is not None:
         left = limits.max_run - cp.running_seconds
         fields["expiresAt"] = now_iso(cp.counted_until + dt.timedelta(seconds=left))

@@ -200,6 +200,10 @@ def reconcile(
                     WAIT_TRANSITION,
                     unsure=True,
                 )
+        if cost.guard(desired.limits, recorded.running_seconds, None, None, False) == cost.LIFETIME:
+            # E.g. a Recreate after the lifetime was spent: a new pod would only be stopped.
+            message = cost.message(cost.LIFETIME, desired.limits, recorded.running_seconds, None)
+            return Stop(cost.LIFETIME, f"no remote pod is created: {message}", "Pending")
         return Create()
 
     if observed is None:
