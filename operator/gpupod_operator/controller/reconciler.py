@@ -88,6 +88,7 @@ class Attempt:
         spec = GpuPodSpec.parse(body["spec"])
         pending = status.get("createPending") or {}
         name = pending.get("remoteName") or status.get("remoteName")
+        counted = cost.Checkpoint.of(status)
         synced: dict[str, Any] = next(
             (c for c in status.get("conditions") or [] if c.get("type") == st.SYNCED), {}
         )
@@ -111,9 +112,9 @@ class Attempt:
                 pending_since=_parse_time(pending.get("since")),
                 spec_hash=status.get("specHash"),
                 replacing=bool(status.get("replacing")),
-                running_seconds=cost.Checkpoint.of(status).running_seconds,
+                running_seconds=counted.running_seconds,
                 price=status.get("pricePerHour"),
-                guard=cost.Checkpoint.of(status).guard,
+                guard=counted.guard,
             ),
             reported=synced.get("reason") if synced.get("status") != "True" else None,
         )
