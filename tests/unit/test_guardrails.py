@@ -166,9 +166,10 @@ class PollWorld:
         self.yotta, self.kube, self.posted = fakes.FakeYotta(), fakes.FakeKube(), fakes.Posted()
         self.metrics = Metrics(CollectorRegistry())
         self.events = EventRecorder(self.posted)
+        self.writer = StatusWriter(self.kube, self.registry, self.events, self.metrics)
         self.poller = Poller(
             YottaProvider(self.yotta, snapshot_ttl=30, clock=self.clock),
-            StatusWriter(self.kube, self.registry, self.events, self.metrics),
+            self.writer,
             self.events,
             self.registry,
             self.metrics,
@@ -276,3 +277,22 @@ async def test_raising_the_lifetime_clears_the_guard_so_the_next_expiry_acts_aga
     await w.poll(11)
     assert w.status("gp")["cost"]["guard"] == cost.LIFETIME
     assert w.status("gp")["cost"]["runningSeconds"] == 31
+
+
+async def test_a_re_projected_write_adds_only_its_own_spend_to_the_counter() -> None:
+    """The writer's 409 path: the patch is computed again from the fresh status, and the
+    counter takes the difference to THAT status, so nothing is counted twice."""
+    w = PollWorld()
+    w.add("gp", {"podId": "1", "cost": {"runningSeconds": 0, "accrued": "0.00"}})
+    stale = w.registry.get("ns", "gp")
+    assert stale is not None
+    w.kube.objects["gp"]["status"]["cost"] = {"runningSeconds": 360, "accrued": "0.10"}
+    w.kube.bump("gp")  # another writer counted 0.10 meanwhile
+
+    def plus_five_cents(current: Any, _gen: int) -> dict[str, Any]:
+        accrued = Decimal((current.get("cost") or {}).get("accrued") or 0) + Decimal("0.05")
+        return {"cost": {"accrued": cost.dollars(accrued)}}
+
+    await w.writer.write(stale.ref, stale.status, 1, plus_five_cents)
+    assert w.status("gp")["cost"]["accrued"] == "0.15"
+    assert w.sample("gpupod_cost_dollars_total", {"namespace": "ns"}) == pytest.approx(0.05)

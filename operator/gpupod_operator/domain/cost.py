@@ -250,7 +250,9 @@ def project(
     cp = old
     if accrue and seen is not None:
         running = pod is not None and pod.status == PodStatus.RUNNING
-        moved = advance(old, running, price, now)
+        # The interval is billed as the pod was at its start: at the price recorded then.
+        earlier = decimal(current.get("pricePerHour"))
+        moved = advance(old, running, earlier if earlier is not None else price, now)
         due = old.counted_until is None or running != old.running
         if due or limits.max_run is not None or now - (old.counted_until or now) >= REFRESH:
             cp = moved
