@@ -93,20 +93,20 @@ def test_no_limits_and_nothing_observed_leaves_the_status_alone() -> None:
 
 def test_a_restart_keeps_counting_from_the_stored_checkpoint() -> None:
     status, _ = observe({}, "RUNNING", 0)
-    status, _ = observe(status, "RUNNING", 60)
-    assert status["cost"]["runningSeconds"] == 60
-    # The operator was down for 10 minutes; the pod kept running.
-    status, _ = observe(status, "RUNNING", 660)
-    assert status["cost"]["runningSeconds"] == 660
-    assert status["cost"]["countedUntil"] == "2026-11-27T12:11:00Z"
+    status, _ = observe(status, "RUNNING", 600)
+    assert status["cost"]["runningSeconds"] == 600
+    # The operator was down for 20 minutes; the pod kept running.
+    status, _ = observe(status, "RUNNING", 1800)
+    assert status["cost"]["runningSeconds"] == 1800
+    assert status["cost"]["countedUntil"] == "2026-11-27T12:30:00Z"
 
 
-def test_without_a_lifetime_a_running_pod_is_rewritten_once_a_minute_at_most() -> None:
+def test_without_a_lifetime_a_running_pod_is_rewritten_every_ten_minutes_at_most() -> None:
     status, _ = observe({}, "RUNNING", 0)
-    same, _ = observe(status, "RUNNING", 30)
+    same, _ = observe(status, "RUNNING", 599)
     assert same == status  # nothing to write: the checkpoint still holds
-    moved, _ = observe(status, "RUNNING", 61)
-    assert moved["cost"]["runningSeconds"] == 61
+    moved, _ = observe(status, "RUNNING", 601)
+    assert moved["cost"]["runningSeconds"] == 601
     flipped, _ = observe(status, "PAUSED", 30)  # a flip is always written
     assert flipped["cost"]["runningSeconds"] == 30 and flipped["cost"]["running"] is False
 

@@ -40,8 +40,10 @@ LIFETIME = "MaxRunDurationReached"
 PRICE = "PriceExceeded"
 GUARDS = (LIFETIME, PRICE)
 # A running pod without a lifetime rewrites its checkpoint this often at most (one status
-# patch per pod per minute, not per poll); a pod with a lifetime, on every poll.
-REFRESH = dt.timedelta(seconds=60)
+# patch per pod per ten minutes, not per poll: 10,000 running pods cost 17 writes a second,
+# and an operator restarted within it writes nothing); a pod with a lifetime, on every poll,
+# so that its running time, expiry warning and guard are exact to a poll interval.
+REFRESH = dt.timedelta(minutes=10)
 _CENT_FRACTIONS = Decimal("0.000001")  # accrued is kept to a millionth of a dollar
 _HOUR = Decimal(3600)
 _GONE = frozenset({Phase.TERMINATED.value, Phase.LOST.value})
