@@ -12,6 +12,7 @@ from typing import Any
 
 from gpupod_operator.controller.kube import ObjectRef
 from gpupod_operator.domain.accounts import AccountId
+from gpupod_operator.domain.cost import Limits
 from gpupod_operator.domain.status import TRANSITIONAL
 
 _TRANSITIONAL = frozenset(p.value for p in TRANSITIONAL)
@@ -31,6 +32,7 @@ class Tracked:
     # The pinned account (status.account); a pod created before accounts existed: the
     # operator's key. None: nothing created yet.
     account: AccountId | None = None
+    limits: Limits = field(default_factory=Limits)  # lifetime and price cap (domain.cost)
 
     @classmethod
     def of(cls, body: Any) -> Tracked:
@@ -49,6 +51,7 @@ class Tracked:
             or (
                 AccountId.operator() if status.get("podId") or status.get("createPending") else None
             ),
+            limits=Limits.of(spec),
         )
 
     @property
