@@ -225,7 +225,7 @@ CLUSTER_YOTTA_ACCOUNT = _crd(
             "apiKeySecretRef": _secret_ref("in the operator's namespace"),
             "apiUrl": string(
                 "Base URL of the Yotta API for this account. Omitted: the operator's "
-                "YOTTA_API_URL.",
+                "YOTTA_API_URL. Immutable.",
                 max_length=2048,
                 pattern=r"^https?://[^\s]+$",
             ),
@@ -242,7 +242,16 @@ CLUSTER_YOTTA_ACCOUNT = _crd(
                 "message": "allowedNamespaces needs names or selector (omit it to allow no "
                 "namespace; selector: {} allows every namespace)",
                 "fieldPath": ".allowedNamespaces",
-            }
+            },
+            # Pods are pinned to the account: at another endpoint they would all be "not
+            # found" under the same key, which nothing could tell from deleted.
+            {
+                "rule": "has(self.apiUrl) == has(oldSelf.apiUrl) && "
+                "(!has(self.apiUrl) || self.apiUrl == oldSelf.apiUrl)",
+                "message": "apiUrl is immutable: the GpuPods of this account were created at "
+                "that endpoint; create another ClusterYottaAccount for another endpoint",
+                "fieldPath": ".apiUrl",
+            },
         ],
     ),
     _columns([{"name": "API URL", "type": "string", "jsonPath": ".spec.apiUrl", "priority": 1}]),

@@ -199,6 +199,11 @@ def test_cluster_account_only_for_the_namespaces_it_allows(
     assert creates(simulator) == 2
     assert remote(simulator, ns_other) == [] and remote(simulator, f"{ns_named}-closed-") == []
 
+    # Its endpoint cannot move under the pods pinned to it.
+    with pytest.raises(ApiError) as e:
+        patch = {"spec": {"apiUrl": "https://elsewhere.example"}}
+        cp.request("PATCH", f"{API}/clusteryottaaccounts/{name}", patch)
+    assert e.value.status == 422 and "apiUrl is immutable" in str(e.value)
     for ns in (ns_named, ns_labelled):
         GpuPods(cp, ns).delete("gpu")
         GpuPods(cp, ns).wait_gone("gpu")
