@@ -186,9 +186,9 @@ class QuotaController:
 
     async def run(self) -> None:
         while True:
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=PASS_INTERVAL)
+            self._wake.clear()  # after the wait: a wake-up during the pass runs one more
             try:
                 await self.pass_once()
             except asyncio.CancelledError:
@@ -283,6 +283,7 @@ class QuotaController:
             price = dq.estimate(request.gpu_type, request.gpus, self.prices)
             fresh = replace(request, price=price)
             if all(isinstance(dq.admit(q, fresh, everyone), dq.Admitted) for q in quotas):
+                log.info("%s/%s fits its quota now: reconciling it", ns, ref.name)
                 self._kicking[request.uid] = asyncio.create_task(self._kick(request.uid, ref))
 
     async def _kick(self, uid: str, ref: ObjectRef) -> None:

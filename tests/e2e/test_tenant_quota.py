@@ -1,0 +1,268 @@
+"""GpuQuota on the real API server, the real operator and the simulator.
+
+- 20 one-GPU GpuPods applied at once into a namespace with hard.gpus 4: exactly 4 remote
+  creates; the other 16 stay Pending with Synced=False, QuotaExceeded (used/hard in the
+  message) and an Event. Deleting 2 running ones admits exactly 2 more, the oldest waiting
+  ones, within seconds of the release (not on kopf's 30 s retry timer). The status and the
+  gpupod_quota_* metrics show what is held.
+- The operator SIGKILLed again and again in the middle of admissions never over-admits: at
+  no sample are more remote pods live than the quota allows, and each admitted GpuPod is
+  created once.
+- pricePerHour: refused while the GPU type's price is unknown (and the message says so);
+  the price learned from a pod of that type elsewhere, the estimate admits as many as fit, and
+  the reservation is corrected to the price the provider quoted.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import pytest
+
+from gpupod_operator.devenv.controlplane import ControlPlane
+from gpupod_operator.devenv.process import free_port
+from gpupod_operator.devenv.simulator_process import SimulatorProcess
+
+from . import survival as sv
+from .conftest import StartOperator
+from .gpupods import GpuPods, live_pods, wait_for
+
+pytestmark = pytest.mark.e2e
+
+API = "/apis/gpupod.dev/v1alpha1"
+GPU_TYPE = "NVIDIA_RTX_4090_24G"  # 0.45 USD per GPU-hour in the simulator's catalog
+WAIT_DELAY = 30.0  # controller.quota.WAIT_DELAY: kopf's retry of a waiting GpuPod
+
+Doc = dict[str, Any]
+
+
+def quota_path(namespace: str, name: str = "") -> str:
+    return f"{API}/namespaces/{namespace}/gpuquotas" + (f"/{name}" if name else "")
+
+
+def create_quota(cp: ControlPlane, namespace: str, name: str, **hard: Any) -> None:
+    cp.request(
+        "POST",
+        quota_path(namespace),
+        {
+            "apiVersion": "gpupod.dev/v1alpha1",
+            "kind": "GpuQuota",
+            "metadata": {"name": name},
+            "spec": {"hard": hard},
+        },
+    )
+
+
+def quota_status(cp: ControlPlane, namespace: str, name: str) -> Doc:
+    return cp.request("GET", quota_path(namespace, name)).get("status") or {}
+
+
+def creates(sim: SimulatorProcess) -> int:
+    return sum(sim.stats()["requests"].get("create", {}).values())
+
+
+def live(sim: SimulatorProcess, namespace: str) -> list[Doc]:
+    return live_pods(sim.pods(), f"{namespace}-")
+
+
+def reason(obj: Doc | None) -> str | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Synced":
+            return str(c.get("reason"))
+    return None
+
+
+def test_twenty_at_once_admit_exactly_four_and_two_deleted_admit_two_more(
+    control_plane: ControlPlane,
+    namespace: str,
+    simulator: SimulatorProcess,
+    start_operator: StartOperator,
+) -> None:
+    port = free_port()
+    create_quota(control_plane, namespace, "gpus", gpus=4)
+    start_operator(args=sv.metrics_args(port))
+    pods = GpuPods(control_plane, namespace)
+    names = [f"q-{i:02d}" for i in range(20)]
+    for name in names:
+        pods.create(name, gpuType=GPU_TYPE, gpuCount=1)
+
+    def counted() -> dict[str, list[str]] | None:
+        objs = pods.all()
+        running = [n for n, o in objs.items() if (o.get("status") or {}).get("phase") == "Running"]
+        waiting = [n for n, o in objs.items() if reason(o) == "QuotaExceeded"]
+        return (
+            {"running": running, "waiting": waiting} if len(running) + len(waiting) == 20 else None
+        )
+
+    state = wait_for(counted, 90, "4 Running and 16 waiting", interval=0.5)
+    assert len(state["running"]) == 4 and len(state["waiting"]) == 16, state
+    assert creates(simulator) == 4
+    assert len(live(simulator, namespace)) == 4
+    waiter = pods.get(state["waiting"][0])
+    assert waiter is not None and waiter["status"]["phase"] == "Pending"
+    synced = next(c for c in waiter["status"]["conditions"] if c["type"] == "Synced")
+    assert synced["status"] == "False"
+    assert "GpuQuota gpus is full: gpus 4/4 used (this GpuPod needs 1)" in synced["message"]
+    assert "QuotaExceeded" in wait_for(
+        lambda: pods.event_reasons(state["waiting"][0]), 10, "the QuotaExceeded Event"
+    )
+    status = quota_status(control_plane, namespace, "gpus")
+    assert status["used"]["gpus"] == 4 and status["used"]["pods"] == 4
+    assert sorted(r["name"] for r in status["reservations"]) == sorted(state["running"])
+    text = wait_for(
+        lambda: (
+            (t := sv.scrape(f"http://127.0.0.1:{port}/metrics"))
+            and sv.metric(t, "gpupod_quota_used", f'namespace="{namespace}",resource="gpus"') == 4
+            and t
+        ),
+        20,
+        "gpupod_quota_used 4",
+    )
+    assert sv.metric(text, "gpupod_quota_hard", f'namespace="{namespace}",resource="gpus"') == 4
+    assert wait_for(
+        lambda: quota_status(control_plane, namespace, "gpus").get("waiting") == 16,
+        20,
+        "waiting 16",
+    )
+
+    # Oldest first: the next two admitted are the two oldest waiting ones.
+    objs = pods.all()
+    order = sorted(
+        state["waiting"],
+        key=lambda n: (objs[n]["metadata"]["creationTimestamp"], objs[n]["metadata"]["uid"]),
+    )
+    for name in state["running"][:2]:
+        pods.delete(name)
+    for name in state["running"][:2]:
+        pods.wait_gone(name)
+    released = time.monotonic()
+    wait_for(lambda: creates(simulator) == 6, 60, "2 more creates", interval=0.3)
+    admitted_after = time.monotonic() - released
+    assert admitted_after < WAIT_DELAY / 2, f"admitted {admitted_after:.1f}s after the release"
+    for name in order[:2]:
+        pods.wait_phase(name, "Running")
+    time.sleep(3)  # nothing else may follow: a third admission would show within this
+    assert creates(simulator) == 6
+    assert len(live(simulator, namespace)) == 4
+    status = quota_status(control_plane, namespace, "gpus")
+    assert status["used"]["gpus"] == 4
+    assert sorted(r["name"] for r in status["reservations"]) == sorted(
+        state["running"][2:] + order[:2]
+    )
+    print(
+        f"QUOTA applied=20 hard.gpus=4 creates=4 after deleting 2: creates=6 "
+        f"(admitted {admitted_after:.1f}s after the release)"
+    )
+
+
+def test_sigkill_in_the_middle_of_admissions_never_over_admits(
+    control_plane: ControlPlane,
+    namespace: str,
+    simulator: SimulatorProcess,
+    start_operator: StartOperator,
+) -> None:
+    rng = random.Random(sv.SEED)
+    hard = 3
+    create_quota(control_plane, namespace, "gpus", gpus=hard)
+    pods = GpuPods(control_plane, namespace)
+    killer = sv.Killer(start_operator(), simulator, rng)
+    most = 0
+    names = [f"k-{i:02d}" for i in range(12)]
+    for batch in (names[:6], names[6:]):
+        for name in batch:
+            pods.create(name, gpuType=GPU_TYPE, gpuCount=1)
+        for _ in range(3):
+            killer.strike()
+            most = max(most, len(live(simulator, namespace)))
+            killer.revive()
+            most = max(most, len(live(simulator, namespace)))
+    # Settle: exactly `hard` admitted and running, the rest waiting.
+    wait_for(
+        lambda: (
+            len(
+                [
+                    o
+                    for o in pods.all().values()
+                    if (o.get("status") or {}).get("phase") == "Running"
+                ]
+            )
+            == hard
+        ),
+        120,
+        f"{hard} Running",
+        interval=0.5,
+    )
+    time.sleep(2)
+    objs = pods.all()
+    running = sorted(
+        n for n, o in objs.items() if (o.get("status") or {}).get("phase") == "Running"
+    )
+    remote = live(simulator, namespace)
+    most = max(most, len(remote))
+    assert most <= hard, f"{most} live remote pods under hard.gpus {hard}"
+    assert len(remote) == hard and creates(simulator) == hard
+    status = quota_status(control_plane, namespace, "gpus")
+    assert status["used"]["gpus"] == hard
+    assert sorted(r["name"] for r in status["reservations"]) == running
+    # Everything deleted: every remote pod terminated, and the quota is empty again.
+    for name in names:
+        pods.delete(name)
+    for name in names:
+        pods.wait_gone(name, timeout=120)
+    assert live(simulator, namespace) == []
+    assert creates(simulator) <= len(names)
+    wait_for(
+        lambda: quota_status(control_plane, namespace, "gpus").get("reservations") == [],
+        30,
+        "no reservation left",
+    )
+    print(
+        f"QUOTA-KILL kills={killer.kills} hard={hard} most_live={most} creates={creates(simulator)}"
+    )
+
+
+def test_price_is_estimated_from_the_last_quote_refused_when_unknown_and_corrected(
+    control_plane: ControlPlane,
+    namespace: str,
+    simulator: SimulatorProcess,
+    start_operator: StartOperator,
+) -> None:
+    other = control_plane.create_namespace(f"{namespace}-free")
+    create_quota(control_plane, namespace, "money", pricePerHour="1.00")
+    start_operator([namespace, other])
+    pods, free = GpuPods(control_plane, namespace), GpuPods(control_plane, other)
+    pods.create("first", gpuType=GPU_TYPE)
+    synced = wait_for(
+        lambda: (c := pods.condition("first", "Synced")).get("reason") == "QuotaExceeded" and c,
+        30,
+        "refused: price unknown",
+    )
+    assert f"no price is known yet for GPU type {GPU_TYPE}" in synced["message"]
+    assert creates(simulator) == 0
+    # A pod of that type elsewhere quotes the price: 0.45 per GPU-hour.
+    free.create("teacher", gpuType=GPU_TYPE)
+    free.wait_phase("teacher", "Running")
+    pods.wait_phase("first", "Running", timeout=60)
+    pods.create("second", gpuType=GPU_TYPE)
+    pods.wait_phase("second", "Running")
+    pods.create("third", gpuType=GPU_TYPE)  # 3 x 0.45 > 1.00
+    synced = wait_for(
+        lambda: (c := pods.condition("third", "Synced")).get("reason") == "QuotaExceeded" and c,
+        30,
+        "refused: over pricePerHour",
+    )
+    assert "pricePerHour 0.90/1.00 used (this GpuPod needs 0.45)" in synced["message"]
+    status = wait_for(
+        lambda: (
+            (s := quota_status(control_plane, namespace, "money"))
+            and all(not r["estimated"] for r in s.get("reservations") or [{"estimated": True}])
+            and s
+        ),
+        30,
+        "the estimates corrected",
+    )
+    assert status["used"]["pricePerHour"] == "0.90"
+    assert status["prices"] == {GPU_TYPE: "0.45"}
+    assert {r["pricePerHour"] for r in status["reservations"]} == {"0.45"}
