@@ -216,6 +216,8 @@ def admit(
     reconcile of the same GpuPod. With other amounts (a Recreate with a new gpuCount) the
     GpuPod is admitted anew, its old reservation not counted."""
     table = {**quota.prices, **(prices or {})}
+    if request.price is None:  # the quota may remember a quote this process has not seen
+        request = replace(request, price=estimate(request.gpu_type, request.gpus, table))
     held = quota.reservations.get(request.uid)
     if held is not None and (held.amounts.gpus, held.amounts.pods) == (request.gpus, 1):
         return Admitted(None)
