@@ -1073,10 +1073,19 @@ def test_namespaced_rbac_serves_its_namespace_and_nothing_outside(
             f"{core}/namespaces/{ns}/configmaps",
             {"metadata": {"name": "x"}},
         ),
-        "get Namespaces": ("GET", f"{core}/namespaces/{ns}", None),
+        "patch Namespaces": ("PATCH", f"{core}/namespaces/{ns}", merge),
+        "patch GpuQuotas here": ("PATCH", f"{gp}/namespaces/{ns}/gpuquotas/q", merge),
+        "create GpuTenantPolicies": ("POST", f"{gp}/gputenantpolicies", {"metadata": {}}),
+        "patch GpuQuota status elsewhere": (
+            "PATCH",
+            f"{gp}/namespaces/{other}/gpuquotas/q/status",
+            {"status": {}},
+        ),
     }
     answers = {what: identity.status(*request) for what, request in refused.items()}
     assert answers == dict.fromkeys(refused, 403)
+    # The policy check reads the labels of a GpuPod's namespace (get only, never list).
+    assert identity.status("GET", f"{core}/namespaces/{ns}") == 200
     assert identity.status("GET", f"{core}/namespaces/{ns}/secrets/creds") == 200
     assert identity.status("GET", f"{gp}/namespaces/{ns}/gpupods") == 200
     assert identity.can_i("patch", "gpupods.gpupod.dev", "-n", ns)

@@ -8,9 +8,8 @@
 - The operator SIGKILLed again and again in the middle of admissions never over-admits: at
   no sample are more remote pods live than the quota allows, and each admitted GpuPod is
   created once.
-- pricePerHour: refused while the GPU type's price is unknown (and the message says so);
-  the price learned from a pod of that type elsewhere, the estimate admits as many as fit, and
-  the reservation is corrected to the price the provider quoted.
+- pricePerHour: estimated before the create from the provider's quoted price for the GPU
+  type, as many admitted as fit, and each reservation corrected to the price of its pod.
 """
 
 from __future__ import annotations
@@ -223,28 +222,19 @@ def test_sigkill_in_the_middle_of_admissions_never_over_admits(
     )
 
 
-def test_price_is_estimated_from_the_last_quote_refused_when_unknown_and_corrected(
+def test_price_is_estimated_from_the_provider_quote_and_corrected_after_the_create(
     control_plane: ControlPlane,
     namespace: str,
     simulator: SimulatorProcess,
     start_operator: StartOperator,
 ) -> None:
-    other = control_plane.create_namespace(f"{namespace}-free")
     create_quota(control_plane, namespace, "money", pricePerHour="1.00")
-    start_operator([namespace, other])
-    pods, free = GpuPods(control_plane, namespace), GpuPods(control_plane, other)
+    start_operator()
+    pods = GpuPods(control_plane, namespace)
+    # No pod of this type seen yet: the estimate comes from the provider's GPU type list.
     pods.create("first", gpuType=GPU_TYPE)
-    synced = wait_for(
-        lambda: (c := pods.condition("first", "Synced")).get("reason") == "QuotaExceeded" and c,
-        30,
-        "refused: price unknown",
-    )
-    assert f"no price is known yet for GPU type {GPU_TYPE}" in synced["message"]
-    assert creates(simulator) == 0
-    # A pod of that type elsewhere quotes the price: 0.45 per GPU-hour.
-    free.create("teacher", gpuType=GPU_TYPE)
-    free.wait_phase("teacher", "Running")
-    pods.wait_phase("first", "Running", timeout=60)
+    pods.wait_phase("first", "Running")
+    assert sum(simulator.stats()["requests"].get("types", {}).values()) == 1
     pods.create("second", gpuType=GPU_TYPE)
     pods.wait_phase("second", "Running")
     pods.create("third", gpuType=GPU_TYPE)  # 3 x 0.45 > 1.00
@@ -254,6 +244,7 @@ def test_price_is_estimated_from_the_last_quote_refused_when_unknown_and_correct
         "refused: over pricePerHour",
     )
     assert "pricePerHour 0.90/1.00 used (this GpuPod needs 0.45)" in synced["message"]
+    assert creates(simulator) == 2
     status = wait_for(
         lambda: (
             (s := quota_status(control_plane, namespace, "money"))
@@ -261,8 +252,8 @@ def test_price_is_estimated_from_the_last_quote_refused_when_unknown_and_correct
             and s
         ),
         30,
-        "the estimates corrected",
+        "the estimates replaced by the quoted prices",
     )
     assert status["used"]["pricePerHour"] == "0.90"
-    assert status["prices"] == {GPU_TYPE: "0.45"}
+    assert status["prices"][GPU_TYPE] == "0.45"  # kept for the next process
     assert {r["pricePerHour"] for r in status["reservations"]} == {"0.45"}

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import copy
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import kopf
@@ -28,6 +29,7 @@ from gpupod_operator.controller.policy import PolicyGate
 from gpupod_operator.controller.quota import QuotaController
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.domain.spec import GpuPodSpec
+from gpupod_operator.yotta import GpuType
 
 from ..e2e.gpupods import condition
 from .reconciler_fakes import NS, UID, Fns, Log, World, Worlds, gpupod, pod, returns
@@ -282,7 +284,7 @@ async def test_upkeep_drops_reservations_of_deleted_gpupods_and_reports_metrics(
     kube.gpupods = {"alive"}  # not in the registry either, but the fresh read finds it
     registry = Registry()
     metrics = Metrics(CollectorRegistry())
-    controller = QuotaController(kube, registry, metrics, (NS,))
+    controller = QuotaController(kube, registry, metrics)  # -A: every quota
     await controller.pass_once()
     assert kube.held("q") == ["alive"]
     assert kube.quotas["q"]["status"]["used"]["gpus"] == 1
@@ -304,3 +306,35 @@ async def test_upkeep_drops_reservations_of_deleted_gpupods_and_reports_metrics(
         )
         is None
     )
+
+
+async def test_an_unknown_price_is_asked_of_the_provider_once_and_refused_if_it_has_none() -> None:
+    log: Log = []
+    kube = TenancyKube(log)
+    kube.add_quota("q", pricePerHour="1.00")
+    asked: list[int] = []
+
+    async def quote() -> list[GpuType]:
+        asked.append(1)
+        return [GpuType(gpuType="RTX", singleCardPrice=Decimal("0.45"))]
+
+    controller = QuotaController(kube, Registry(), Metrics(CollectorRegistry()), quote=quote)
+    rtx = GpuPodSpec.parse({"image": "x", "gpuType": "RTX", "gpuCount": 2})
+    assert await controller.admit(ObjectRef(NS, "a", "uid-a"), rtx, "t") is None
+    assert kube.quotas["q"]["status"]["used"]["pricePerHour"] == "0.90"
+    other = GpuPodSpec.parse({"image": "x", "gpuType": "H100", "gpuCount": 1})
+    refused = await controller.admit(ObjectRef(NS, "b", "uid-b"), other, "t")
+    assert refused is not None and "no price is known yet for GPU type H100" in refused.message
+    assert len(asked) == 1  # the second ask came within the minute: not sent
+
+
+async def test_without_a_price_limit_the_provider_is_never_asked() -> None:
+    kube = TenancyKube([])
+    kube.add_quota("q", gpus=2)
+
+    async def quote() -> list[GpuType]:
+        raise AssertionError("asked")
+
+    controller = QuotaController(kube, Registry(), Metrics(CollectorRegistry()), quote=quote)
+    spec = GpuPodSpec.parse({"image": "x", "gpuType": "H100", "gpuCount": 1})
+    assert await controller.admit(ObjectRef(NS, "a", "uid-a"), spec, "t") is None

@@ -127,7 +127,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo.runtime.may_create = LEADER.may_create
     rt: Runtime = memo.runtime
     rt.policy = PolicyGate(kube)
-    rt.quota = QuotaController(kube, registry, metrics, NAMESPACES)
+    rt.quota = QuotaController(kube, registry, metrics, NAMESPACES, quote=yotta.list_gpu_types)
     rt.quota.kick = lambda ref: reconciler.reconcile_now(rt, ref)
     memo.quota_task = asyncio.create_task(rt.quota.run(), name="gpupod-quota")
     # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod.

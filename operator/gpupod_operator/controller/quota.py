@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
@@ -29,7 +30,7 @@ from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.domain import quota as dq
 from gpupod_operator.domain.spec import GpuPodSpec
-from gpupod_operator.yotta import Pod
+from gpupod_operator.yotta import GpuType, Pod
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ MAX_SWAPS = 10  # compare-and-swap rounds per quota and call before giving up (k
 PASS_INTERVAL = 10.0  # seconds between upkeep passes when nothing wakes the loop
 WAIT_DELAY = 30.0  # kopf's retry of a waiting GpuPod: the fallback; a release kicks at once
 
+QUOTE_EVERY = 60.0  # seconds between asks for the provider's price list, at most
 Kick = Callable[[ObjectRef], Awaitable[None]]
+Quote = Callable[[], Awaitable[list[GpuType]]]  # the provider's GPU types, with prices
 
 
 def _now() -> dt.datetime:
@@ -60,8 +63,10 @@ class QuotaController:
         metrics: Metrics,
         namespaces: tuple[str, ...] = (),
         clock: Callable[[], dt.datetime] = _now,
+        quote: Quote | None = None,
     ) -> None:
         self._kube, self._registry, self._metrics = kube, registry, metrics
+        self._quote, self._quoted_at = quote, -QUOTE_EVERY
         self._namespaces = namespaces  # empty: every namespace
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
@@ -69,6 +74,7 @@ class QuotaController:
         self._waiting: dict[str, dict[str, tuple[dq.Request, ObjectRef]]] = {}
         self._kicking: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._seen: set[str] = set()  # namespaces where quotas were found
         self.kick: Kick | None = None  # set at startup: reconcile one GpuPod now
 
     def _lock(self, namespace: str) -> asyncio.Lock:
@@ -88,9 +94,10 @@ class QuotaController:
         return [r for r, _ in self._waiting.get(namespace, {}).values()]
 
     async def _quotas(self, namespace: str) -> list[dict[str, Any]]:
-        return sorted(
-            await self._kube.list_objects(PLURAL, namespace), key=lambda b: b["metadata"]["name"]
-        )
+        found = await self._kube.list_objects(PLURAL, namespace)
+        if found:
+            self._seen.add(namespace)
+        return sorted(found, key=lambda b: b["metadata"]["name"])
 
     async def _swap(
         self, body: dict[str, Any], decide: Callable[[dq.Quota], dq.Outcome]
@@ -112,6 +119,21 @@ class QuotaController:
                 body = await self._kube.get_object(PLURAL, quota.namespace, quota.name)
         raise KubeError(409, f"GpuQuota {body['metadata']['name']} keeps changing; trying again")
 
+    async def _ask_prices(self, gpu_type: str | None) -> None:
+        """No price known for `gpu_type`: ask the provider's GPU type list (not more than
+        once a minute; a failure leaves the price unknown, and the GpuPod waits)."""
+        now = time.monotonic()
+        if self._quote is None or not gpu_type or now - self._quoted_at < QUOTE_EVERY:
+            return
+        self._quoted_at = now
+        try:
+            types = await self._quote()
+        except Exception as e:  # the provider's failure: say it, estimate on without
+            log.warning("the provider's price list could not be read: %s", e)
+            return
+        for t in types:
+            self.prices = dq.learn(self.prices, t.gpuType, t.singleCardPrice)
+
     def _learn_from(self, quota: dq.Quota) -> None:
         for gpu_type, price in quota.prices.items():
             self.prices.setdefault(gpu_type, price)
@@ -122,6 +144,12 @@ class QuotaController:
         ns = ref.namespace
         async with self._lock(ns):
             bodies = await self._quotas(ns)
+            known = {
+                **self.prices,
+                **{k: v for b in bodies for k, v in dq.Quota.parse(b).prices.items()},
+            }
+            if spec.gpuType not in known and any(dq.Quota.parse(b).hard.price for b in bodies):
+                await self._ask_prices(spec.gpuType)
             request = self.request(ref, spec, created)
             waiting = self.waiting(ns)
             written: list[str] = []
@@ -197,10 +225,14 @@ class QuotaController:
                 log.exception("quota upkeep failed")
 
     async def _all_quotas(self) -> list[dict[str, Any]]:
+        """Every GpuQuota this process serves: one list across the cluster (-A), else the
+        watched namespaces that have GpuPods or had quotas (a watched namespace may not
+        exist yet, and its Role with it)."""
         if not self._namespaces:
             return await self._kube.list_objects(PLURAL)
+        live = {t.ref.namespace for t in self._registry.all()} | set(self._waiting) | self._seen
         out: list[dict[str, Any]] = []
-        for ns in self._namespaces:
+        for ns in sorted(live & set(self._namespaces)):
             out.extend(await self._kube.list_objects(PLURAL, ns))
         return out
 

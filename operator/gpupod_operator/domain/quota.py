@@ -225,8 +225,9 @@ def admit(
         return Refused(
             "QuotaExceeded",
             f"GpuQuota {quota.name} limits pricePerHour, and no price is known yet for GPU type "
-            f"{request.gpu_type}: the operator learns it from the first pod of that type it "
-            "sees. Run one outside this quota, or remove hard.pricePerHour",
+            f"{request.gpu_type}: the provider's GPU type list does not quote it (or could not "
+            "be read). It is learned from the first pod of that type the operator sees: run "
+            "one outside this quota, or remove hard.pricePerHour",
         )
     used = quota.used(without=request.uid)
     over = quota.hard.exceeded(used + request.amounts)
