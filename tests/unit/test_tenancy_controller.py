@@ -338,3 +338,19 @@ async def test_without_a_price_limit_the_provider_is_never_asked() -> None:
     controller = QuotaController(kube, Registry(), Metrics(CollectorRegistry()), quote=quote)
     spec = GpuPodSpec.parse({"image": "x", "gpuType": "H100", "gpuCount": 1})
     assert await controller.admit(ObjectRef(NS, "a", "uid-a"), spec, "t") is None
+
+
+async def test_a_recreate_that_needs_more_than_fits_waits_without_holding_its_old_amounts() -> None:
+    kube = TenancyKube([])
+    kube.add_quota("q", gpus=4)
+    kube.quotas["q"]["status"] = {
+        "reservations": [
+            {"uid": "mine", "name": "m", "gpus": 2, "pods": 1, "pricePerHour": "0.90"},
+            {"uid": "other", "name": "o", "gpus": 2, "pods": 1, "pricePerHour": "0.90"},
+        ]
+    }
+    controller = QuotaController(kube, Registry(), Metrics(CollectorRegistry()))
+    bigger = GpuPodSpec.parse({"image": "x", "gpuType": "RTX", "gpuCount": 4})
+    refused = await controller.admit(ObjectRef(NS, "m", "mine"), bigger, "t")
+    assert refused is not None and "gpus 2/4 used (this GpuPod needs 4)" in refused.message
+    assert kube.held("q") == ["other"]

@@ -144,6 +144,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     rt: Runtime | None = memo.get("runtime")
+    if rt is not None and rt.quota is not None:
+        await rt.quota.aclose()
     if rt is not None:
         await rt.events.drain(within=5)
     events_task: asyncio.Task[None] | None = memo.get("events_task")

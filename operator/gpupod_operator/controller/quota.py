@@ -159,9 +159,14 @@ class QuotaController:
                     lambda q: dq.admit(q, request, waiting, self._clock(), self.prices),
                 )
                 if isinstance(outcome, dq.Refused):
-                    # All quotas or none: give back what this call reserved in the others.
-                    for name in written:
-                        await self._release_in(ns, name, ref.uid)
+                    # All quotas or none: give back what this GpuPod holds in the others (a
+                    # create is decided only when no remote pod of it exists, so nothing
+                    # held is in use: e.g. the old amounts of a Recreate that needs more).
+                    for other in bodies:
+                        if ref.uid in dq.Quota.parse(other).reservations or (
+                            other["metadata"]["name"] in written
+                        ):
+                            await self._release_in(ns, other["metadata"]["name"], ref.uid)
                     self._waiting.setdefault(ns, {})[ref.uid] = (request, ref)
                     self._report(ns, bodies)
                     return outcome
@@ -317,6 +322,13 @@ class QuotaController:
             if all(isinstance(dq.admit(q, fresh, everyone), dq.Admitted) for q in quotas):
                 log.info("%s/%s fits its quota now: reconciling it", ns, ref.name)
                 self._kicking[request.uid] = asyncio.create_task(self._kick(request.uid, ref))
+
+    async def aclose(self) -> None:
+        """Stop the reconciles kicked off and not yet done (at shutdown)."""
+        tasks = list(self._kicking.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _kick(self, uid: str, ref: ObjectRef) -> None:
         assert self.kick is not None
