@@ -142,8 +142,11 @@ class QuotaController:
         """Reserve this GpuPod's capacity in every GpuQuota of its namespace (None), or say
         why it must wait (and remember it as waiting). Raises KubeError (retry later)."""
         ns = ref.namespace
+        if not await self._quotas(ns):  # no quota here: nothing to serialise or write
+            self._waiting.get(ns, {}).pop(ref.uid, None)
+            return None
         async with self._lock(ns):
-            bodies = await self._quotas(ns)
+            bodies = await self._quotas(ns)  # again, under the lock: the freshest view
             known = {
                 **self.prices,
                 **{k: v for b in bodies for k, v in dq.Quota.parse(b).prices.items()},
@@ -188,6 +191,8 @@ class QuotaController:
         ns = ref.namespace
         self._waiting.get(ns, {}).pop(ref.uid, None)
         try:
+            if not await self._quotas(ns):
+                return
             async with self._lock(ns):
                 for body in await self._quotas(ns):
                     await self._swap(body, lambda q: dq.Admitted(dq.release(q, ref.uid)))
@@ -204,6 +209,8 @@ class QuotaController:
         if actual is None:
             return
         try:
+            if not await self._quotas(ref.namespace):
+                return
             async with self._lock(ref.namespace):
                 for body in await self._quotas(ref.namespace):
                     await self._swap(
