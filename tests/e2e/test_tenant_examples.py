@@ -108,6 +108,8 @@ def test_the_readme_walkthrough_with_the_example_files(
             "apply", "-n", namespace, "-f", "-", "--as=alice", input=json.dumps(big), check=False
         )
         assert denied.returncode != 0
+        assert "denied request: " in denied.stderr and "ValidatingAdmissionPolicy" in denied.stderr
+        print(f"DENIED {denied.stderr.strip()}")
         assert (
             f"spec.gpuCount 8 exceeds the limit in namespace {namespace}: GpuTenantPolicy "
             f"{namespace} allows at most 2 GPUs per pod; lower spec.gpuCount"

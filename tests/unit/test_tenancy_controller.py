@@ -112,6 +112,11 @@ def tenancy(w: World, labels: dict[str, str] | None = None) -> TenancyKube:
     return kube
 
 
+# At most 2 GPUs per pod in namespaces labelled tier=gold.
+GOLD_CAP: Doc = {
+    "metadata": {"name": "cap"},
+    "spec": {"namespaceSelector": {"matchLabels": {"tier": "gold"}}, "maxGpuCountPerPod": 2},
+}
 CREATED = Fns(
     create=returns(pod("p1", "INITIALIZE", singleCardPrice="0.45", gpuCount=1, gpuType="RTX"))
 )
@@ -122,15 +127,7 @@ async def test_a_policy_violation_stops_before_the_marker_with_reason_and_event(
 ) -> None:
     w = worlds.new(gpupod(gpuCount=4), CREATED)
     kube = tenancy(w, {"tier": "gold"})
-    kube.policies = [
-        {
-            "metadata": {"name": "cap"},
-            "spec": {
-                "namespaceSelector": {"matchLabels": {"tier": "gold"}},
-                "maxGpuCountPerPod": 2,
-            },
-        }
-    ]
+    kube.policies = [GOLD_CAP]
     kube.add_quota("q", gpus=8)
     with pytest.raises(kopf.TemporaryError):
         await reconciler.reconcile(w.rt, w.stored(), 0)
@@ -148,15 +145,7 @@ async def test_a_policy_violation_stops_before_the_marker_with_reason_and_event(
 async def test_a_policy_for_other_namespaces_does_not_stop_the_create(worlds: Worlds) -> None:
     w = worlds.new(gpupod(gpuCount=4), CREATED)
     kube = tenancy(w, {"tier": "silver"})
-    kube.policies = [
-        {
-            "metadata": {"name": "cap"},
-            "spec": {
-                "namespaceSelector": {"matchLabels": {"tier": "gold"}},
-                "maxGpuCountPerPod": 2,
-            },
-        }
-    ]
+    kube.policies = [GOLD_CAP]
     await attempt(w)
     assert "create" in w.log
 
