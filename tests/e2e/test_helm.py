@@ -655,15 +655,22 @@ def test_crd_comes_from_the_single_source_in_crds(helm: Path, tmp_path: Path) ->
         if path.suffix in (".yaml", ".yml", ".json"):
             for doc in yaml.safe_load_all(path.read_text()):
                 assert doc["kind"] == "CustomResourceDefinition", path
+    files = sorted(CRD_FILE.parent.glob("*.yaml"))
+    assert CRD_FILE in files
     rendered = template(helm, tmp_path, include_crds=True)
-    assert one(rendered, "CustomResourceDefinition") == yaml.safe_load(CRD_FILE.read_text())
+    for path in files:
+        crd = yaml.safe_load(path.read_text())
+        assert one(rendered, "CustomResourceDefinition", crd["metadata"]["name"]) == crd
     run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
     with tarfile.open(tmp_path / "gpupod-operator-0.1.0.tgz") as tar:
         names = tar.getnames()
-        member = tar.extractfile("gpupod-operator/crds/gpupods.gpupod.dev.yaml")
-        assert member is not None
-        assert member.read() == CRD_FILE.read_bytes()
-    assert [n for n in names if "/crds/" in n] == ["gpupod-operator/crds/gpupods.gpupod.dev.yaml"]
+        for path in files:
+            member = tar.extractfile(f"gpupod-operator/crds/{path.name}")
+            assert member is not None
+            assert member.read() == path.read_bytes()
+    assert sorted(n for n in names if "/crds/" in n) == [
+        f"gpupod-operator/crds/{p.name}" for p in files
+    ]
     assert "gpupod-operator/values.schema.json" in names
 
 
