@@ -343,3 +343,34 @@ async def test_a_recreate_that_needs_more_than_fits_waits_without_holding_its_ol
     refused = await controller.admit(ObjectRef(NS, "m", "mine"), bigger, "t")
     assert refused is not None and "gpus 2/4 used (this GpuPod needs 4)" in refused.message
     assert kube.held("q") == ["other"]
+
+
+async def test_a_release_reconciles_at_once_the_oldest_waiting_gpupods_that_fit() -> None:
+    kube = TenancyKube([])
+    kube.add_quota("q", gpus=2)
+    registry = Registry()
+    controller = QuotaController(kube, registry, Metrics(CollectorRegistry()))
+    kicked: list[str] = []
+
+    async def kick(ref: ObjectRef) -> None:
+        kicked.append(ref.name)
+
+    controller.kick = kick
+    spec = GpuPodSpec.parse({"image": "x", "gpuType": "RTX", "gpuCount": 1})
+    refs = {n: ObjectRef(NS, n, f"uid-{n}") for n in ("a", "b", "c", "d", "e")}
+    for name, ref in refs.items():  # created in this order, one second apart
+        registry.upsert(
+            {
+                "metadata": {"namespace": NS, "name": name, "uid": ref.uid},
+                "spec": {"gpuCount": 1},
+            }
+        )
+        kube.gpupods.add(ref.uid)
+        await controller.admit(ref, spec, f"2026-12-01T10:00:0{'abcde'.index(name)}Z")
+    assert kube.held("q") == ["uid-a", "uid-b"]
+    assert [r.name for r in controller.waiting(NS)] == ["c", "d", "e"]
+    await controller.release(refs["a"])
+    await controller.pass_once()
+    await asyncio.gather(*controller._kicking.values())
+    assert kicked == ["c"]  # the oldest waiting one, and only as many as fit
+    assert kube.quotas["q"]["status"]["waiting"] == 3
