@@ -60,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     if config.metrics_port:
         metrics.serve(config.metrics_port, args.metrics_addr)
     handlers.CONFIG, handlers.METRICS, handlers.LEADER = config, metrics, elector
+    handlers.NAMESPACES = tuple(args.namespace or ())
     return asyncio.run(_operate(args, elector))
 
 

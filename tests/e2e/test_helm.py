@@ -287,12 +287,17 @@ def verbs(rules: list[Doc]) -> dict[tuple[str, str], set[str]]:
 
 
 NAMESPACED_RULES = {
-    ("gpupod.dev", "gpupods"): {"list", "watch", "patch"},
+    ("gpupod.dev", "gpupods"): {"get", "list", "watch", "patch"},
     ("gpupod.dev", "gpupods/status"): {"patch"},
+    ("gpupod.dev", "gpuquotas"): {"get", "list"},
+    ("gpupod.dev", "gpuquotas/status"): {"patch"},
     ("", "secrets"): {"get"},
     ("", "events"): {"create"},
 }
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+# The operator's policy check: the policies (read-only) and the labels of a namespace.
+POLICY_RULES = {("gpupod.dev", "gputenantpolicies"): {"list"}, ("", "namespaces"): {"get"}}
+TENANCY_KINDS = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
 
 
 def lease_rules(name: str) -> list[Doc]:
@@ -331,15 +336,20 @@ def test_lint_strict_is_clean_with_defaults_and_every_option(helm: Path, tmp_pat
 
 def test_default_render(helm: Path, tmp_path: Path) -> None:
     docs = template(helm, tmp_path)
-    assert kinds(docs) == [
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Deployment",
-        "Role",
-        "RoleBinding",
-        "Service",
-        "ServiceAccount",
-    ]
+    assert kinds(docs) == sorted(
+        [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            *TENANCY_KINDS,
+        ]
+    )
     deployment = one(docs, "Deployment")
     spec = deployment["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
@@ -399,8 +409,8 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert set(mounts) == {API_KEY_MOUNT, "/tmp"} and mounts[API_KEY_MOUNT]["readOnly"] is True
     # cluster-wide RBAC: exactly the namespaced rules plus kopf's read-only CRD watch
-    rules = verbs(one(docs, "ClusterRole")["rules"])
-    assert rules == {**NAMESPACED_RULES, **CRD_RULES}
+    rules = verbs(one(docs, "ClusterRole", "gpupod-gpupod-operator")["rules"])
+    assert rules == {**NAMESPACED_RULES, **CRD_RULES, **POLICY_RULES}
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "gpupod-gpupod-operator", "namespace": "gpupod-system"}
@@ -421,23 +431,28 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
 
 def test_every_option_render(helm: Path, tmp_path: Path) -> None:
     docs = template(helm, tmp_path, ALL_OPTIONS, release="ops", namespace="platform")
-    assert kinds(docs) == [
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Deployment",
-        "NetworkPolicy",
-        "PodDisruptionBudget",
-        "Role",
-        "Role",
-        "Role",
-        "RoleBinding",
-        "RoleBinding",
-        "RoleBinding",
-        "Secret",
-        "Service",
-        "ServiceAccount",
-        "ServiceMonitor",
-    ]
+    assert kinds(docs) == sorted(
+        [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Role",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
+            "RoleBinding",
+            "Secret",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor",
+            *TENANCY_KINDS,
+        ]
+    )
     key = ALL_OPTIONS["apiKey"]["value"]
     secret = one(docs, "Secret")
     assert secret["metadata"] == {**secret["metadata"], "name": "ops-gpupod-operator-api-key"}
@@ -509,9 +524,10 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
             assert binding["metadata"]["namespace"] == "platform"
             continue
         assert binding["subjects"][0]["namespace"] == "platform"
-    assert verbs(one(docs, "ClusterRole")["rules"]) == {
+    assert verbs(one(docs, "ClusterRole", "ops-gpupod-operator")["rules"]) == {
         **CRD_RULES,
-        ("", "namespaces"): {"list", "watch"},
+        **POLICY_RULES,
+        ("", "namespaces"): {"get", "list", "watch"},
     }
     monitor = one(docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
@@ -557,6 +573,39 @@ def test_values_are_documented_line_by_line_and_covered_by_the_schema() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False
     paths(yaml.safe_load((CHART / "values.yaml").read_text()), schema)
+
+
+def test_tenancy_objects_are_on_by_default_and_can_be_turned_off(
+    helm: Path, tmp_path: Path
+) -> None:
+    docs = template(helm, tmp_path)
+    vap = one(docs, "ValidatingAdmissionPolicy", "gpupod-gpupod-operator-tenant-policy")
+    assert vap["spec"]["paramKind"] == {
+        "apiVersion": "gpupod.dev/v1alpha1",
+        "kind": "GpuTenantPolicy",
+    }
+    assert vap["spec"]["failurePolicy"] == "Fail"
+    (spec_changed,) = vap["spec"]["matchConditions"]
+    assert "oldObject.spec != object.spec" in spec_changed["expression"]
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == vap["metadata"]["name"]
+    assert binding["spec"]["paramRef"] == {"selector": {}, "parameterNotFoundAction": "Allow"}
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    edit = one(docs, "ClusterRole", "gpupod-gpupod-operator-tenant-edit")
+    view = one(docs, "ClusterRole", "gpupod-gpupod-operator-tenant-view")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert verbs(view["rules"]) == {
+        ("gpupod.dev", r): {"get", "list", "watch"}
+        for r in ("gpupods", "gpupods/status", "yottaaccounts", "gpuquotas", "gpuquotas/status")
+    }
+    off = template(
+        helm, tmp_path, {"admissionPolicy": {"enabled": False}, "tenantRoles": {"enabled": False}}
+    )
+    assert not {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} & set(kinds(off))
+    assert [d["metadata"]["name"] for d in off if d["kind"] == "ClusterRole"] == [
+        "gpupod-gpupod-operator"
+    ]
 
 
 def test_existing_secret_is_mounted_and_no_secret_is_created(helm: Path, tmp_path: Path) -> None:
@@ -606,15 +655,22 @@ def test_crd_comes_from_the_single_source_in_crds(helm: Path, tmp_path: Path) ->
         if path.suffix in (".yaml", ".yml", ".json"):
             for doc in yaml.safe_load_all(path.read_text()):
                 assert doc["kind"] == "CustomResourceDefinition", path
+    files = sorted(CRD_FILE.parent.glob("*.yaml"))
+    assert CRD_FILE in files
     rendered = template(helm, tmp_path, include_crds=True)
-    assert one(rendered, "CustomResourceDefinition") == yaml.safe_load(CRD_FILE.read_text())
+    for path in files:
+        crd = yaml.safe_load(path.read_text())
+        assert one(rendered, "CustomResourceDefinition", crd["metadata"]["name"]) == crd
     run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
     with tarfile.open(tmp_path / "gpupod-operator-0.1.0.tgz") as tar:
         names = tar.getnames()
-        member = tar.extractfile("gpupod-operator/crds/gpupods.gpupod.dev.yaml")
-        assert member is not None
-        assert member.read() == CRD_FILE.read_bytes()
-    assert [n for n in names if "/crds/" in n] == ["gpupod-operator/crds/gpupods.gpupod.dev.yaml"]
+        for path in files:
+            member = tar.extractfile(f"gpupod-operator/crds/{path.name}")
+            assert member is not None
+            assert member.read() == path.read_bytes()
+    assert sorted(n for n in names if "/crds/" in n) == [
+        f"gpupod-operator/crds/{p.name}" for p in files
+    ]
     assert "gpupod-operator/values.schema.json" in names
 
 
@@ -1024,10 +1080,19 @@ def test_namespaced_rbac_serves_its_namespace_and_nothing_outside(
             f"{core}/namespaces/{ns}/configmaps",
             {"metadata": {"name": "x"}},
         ),
-        "get Namespaces": ("GET", f"{core}/namespaces/{ns}", None),
+        "patch Namespaces": ("PATCH", f"{core}/namespaces/{ns}", merge),
+        "patch GpuQuotas here": ("PATCH", f"{gp}/namespaces/{ns}/gpuquotas/q", merge),
+        "create GpuTenantPolicies": ("POST", f"{gp}/gputenantpolicies", {"metadata": {}}),
+        "patch GpuQuota status elsewhere": (
+            "PATCH",
+            f"{gp}/namespaces/{other}/gpuquotas/q/status",
+            {"status": {}},
+        ),
     }
     answers = {what: identity.status(*request) for what, request in refused.items()}
     assert answers == dict.fromkeys(refused, 403)
+    # The policy check reads the labels of a GpuPod's namespace (get only, never list).
+    assert identity.status("GET", f"{core}/namespaces/{ns}") == 200
     assert identity.status("GET", f"{core}/namespaces/{ns}/secrets/creds") == 200
     assert identity.status("GET", f"{gp}/namespaces/{ns}/gpupods") == 200
     assert identity.can_i("patch", "gpupods.gpupod.dev", "-n", ns)

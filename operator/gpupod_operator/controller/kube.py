@@ -275,3 +275,59 @@ class KubeApi:
             "count": 1,
         }
         await self._core_v1("POST", f"/api/v1/namespaces/{ref.namespace}/events", event)
+
+    # ------------------------------------------------------------ tenancy (policy, quota)
+
+    async def list_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every object of one of our kinds, in `namespace` or (None) in all of them; a kind
+        whose CRD is not installed has none."""
+        try:
+            if namespace is None:
+                result = await self._call(
+                    lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
+                )
+            else:
+                result = await self._call(
+                    lambda: self._custom.list_namespaced_custom_object(
+                        GROUP, VERSION, namespace, plural
+                    )
+                )
+        except Gone:
+            return []
+        return list(result.get("items") or [])
+
+    async def patch_object_status(
+        self, plural: str, namespace: str, name: str, resource_version: str, status: Any
+    ) -> dict[str, Any]:
+        """Merge-patch the status of one of our namespaced kinds, only at `resource_version`
+        (else Conflict): a compare-and-swap."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        result: dict[str, Any] = await self._call(
+            lambda: self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+                _content_type="application/merge-patch+json",
+            )
+        )
+        return result
+
+    async def get_namespace_labels(self, name: str) -> dict[str, str] | None:
+        """The labels of a namespace, or None when it does not exist."""
+        try:
+            namespace = await self._core_v1("GET", f"/api/v1/namespaces/{name}")
+        except Gone:
+            return None
+        return dict((namespace.get("metadata") or {}).get("labels") or {})
+
+    async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        """One object of one of our namespaced kinds, read fresh (Gone if there is none)."""
+        result: dict[str, Any] = await self._call(
+            lambda: self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        )
+        return result

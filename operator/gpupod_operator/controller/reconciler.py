@@ -22,6 +22,7 @@ from typing import Any
 
 import kopf
 
+from gpupod_operator.controller import admission
 from gpupod_operator.controller.kube import Conflict, Gone, KubeError, ObjectRef
 from gpupod_operator.controller.runtime import Runtime
 from gpupod_operator.controller.secrets import SecretMissing, resolve_secret_env
@@ -81,6 +82,7 @@ class Attempt:
     sync: st.Sync | None = None
     observed: st.Observed | None = None
     lookup: d.NameLookup | None = None
+    created: str = ""  # creationTimestamp: the order of quota admission
 
     @classmethod
     def of(cls, rt: Runtime, body: Any) -> Attempt:
@@ -117,6 +119,7 @@ class Attempt:
                 guard=counted.guard,
             ),
             reported=synced.get("reason") if synced.get("status") != "True" else None,
+            created=str(meta.get("creationTimestamp") or ""),
         )
 
     # ------------------------------------------------------------ status
@@ -221,11 +224,14 @@ class Attempt:
         secret_values = await resolve_secret_env(self.rt.kube, self.ref.namespace, self.spec)
         request = build_create_request(self.spec, self.recorded.remote_name, secret_values)
         self.fence()
+        # Tenancy: GpuTenantPolicy, then GpuQuota admission (raises admission.Blocked).
+        await admission.before_create(self.rt, self.ref, self.spec, self.created)
         # Stored BEFORE the POST (see the module docstring); if this fails, nothing is created.
         await self.write_marker(_now())
         self.fence()
         pod = await self.rt.provider.create(request)
         self.record_pod(pod)
+        await admission.after_create(self.rt, self.ref, pod)
         self.rt.poller.poke()
         self.rt.events.normal(
             self.ref, "Created", f"created remote pod {pod.id} ({self.recorded.remote_name})"
@@ -357,6 +363,8 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
                     a.facts["phase"] = phase
                 a.facts["message"] = message
                 a.sync = st.Sync.failed(reason, message)
+                if a.observed is not None and a.observed.gone:
+                    await admission.released(a.rt, a.ref)  # confirmed gone: capacity frees
                 # A move into Failed/Lost/Terminated is announced by the status writer already.
                 announced = st.transition_event(a.status.get("phase"), a.facts, a.recorded.pod_id)
                 # A guardrail's move into Paused/Failed/Terminated is announced by the writer
@@ -385,6 +393,8 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
                 a.sync = st.Sync.failed(policy.reason, message)
                 a.rt.events.warning(a.ref, policy.reason, str(e))
                 a.rt.metrics.reconcile_errors.labels(policy.reason).inc()
+                if isinstance(action, d.Create):
+                    await admission.released(a.rt, a.ref)  # refused: nothing was created
                 return
             raise a.fail(
                 policy.reason, policy.describe(e), f.delay(policy, retry, e.retry_after)
@@ -392,6 +402,9 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
         except SecretMissing as e:
             a.facts.setdefault("phase", a.status.get("phase") or st.Phase.PENDING.value)
             raise a.fail("SecretNotFound", str(e), 10) from None
+        except admission.Blocked as e:
+            a.facts.update(phase=st.Phase.PENDING.value, message=e.message)
+            raise a.fail(e.reason, e.message, e.delay) from None
         except Stale:
             raise
         except KubeError as e:
@@ -410,6 +423,7 @@ async def _finalize_steps(a: Attempt, retry: int) -> None:
         action = d.finalize(a.desired, a.recorded, _now(), a.observed, a.lookup, a.settle)
         match action:
             case d.Release(reason=reason, message=message):
+                await admission.released(a.rt, a.ref)
                 if reason == "Orphaned":
                     a.rt.events.warning(a.ref, "Orphaned", message)
                 else:
@@ -438,3 +452,16 @@ async def _finalize_steps(a: Attempt, retry: int) -> None:
         except KubeError as e:
             raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=f.backoff(retry)) from None
     raise kopf.TemporaryError("still deleting", delay=1)
+
+
+async def reconcile_now(rt: Runtime, ref: ObjectRef) -> None:
+    """Reconcile a GpuPod at once, outside kopf's retry timer: a GpuPod waiting for quota
+    when capacity has just freed. Safe next to kopf's own handler: the create marker is a
+    compare-and-swap, so two reconciles of one GpuPod never both create."""
+    body = await _fresh(rt, ref)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        await reconcile(rt, body, 0)
+    except kopf.TemporaryError as e:
+        log.debug("%s/%s: %s", ref.namespace, ref.name, e)

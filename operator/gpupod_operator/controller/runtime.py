@@ -9,7 +9,9 @@ from gpupod_operator.config import OperatorConfig
 from gpupod_operator.controller.events import EventRecorder
 from gpupod_operator.controller.kube import KubeApi
 from gpupod_operator.controller.metrics import Metrics
+from gpupod_operator.controller.policy import PolicyGate
 from gpupod_operator.controller.poller import Poller
+from gpupod_operator.controller.quota import QuotaController
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.controller.status_writer import StatusWriter
 from gpupod_operator.provider import Provider
@@ -27,3 +29,6 @@ class Runtime:
     metrics: Metrics
     # HA (controller.leader): whether a create may start now. Without leader election, always.
     may_create: Callable[[], bool] = field(default=lambda: True)
+    # Tenancy (controller.admission): GpuTenantPolicy and GpuQuota checks before a create.
+    policy: PolicyGate | None = None
+    quota: QuotaController | None = None
