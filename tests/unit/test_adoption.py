@@ -156,3 +156,28 @@ def test_deletion_policy_orphan_keeps_the_pod_on_record() -> None:
     orphan = d.Desired(spec_hash="h1", deletion_policy=DeletionPolicy.ORPHAN)
     action = d.finalize(orphan, recorded(pod_id=POD_ID), T0)
     assert isinstance(action, d.Release) and action.reason == "Orphaned" and action.keeps_pod
+
+
+def test_the_registry_never_offers_an_adopted_name_to_the_duplicate_sweep() -> None:
+    # Console names need not be unique: another pod named like an adopted one is not a
+    # duplicate of ours, and the poller's duplicate sweep must never delete it.
+    from gpupod_operator.controller.registry import Registry
+
+    registry = Registry()
+    meta = {"namespace": "ns", "creationTimestamp": "2026-11-27T12:00:00Z"}
+    registry.upsert(
+        {
+            "metadata": {**meta, "name": "adopter", "uid": "u1"},
+            "spec": {"adopt": {"podId": POD_ID}},
+            "status": {"podId": POD_ID, "remoteName": "made-in-the-console"},
+        }
+    )
+    registry.upsert(
+        {
+            "metadata": {**meta, "name": "creator", "uid": "u2"},
+            "spec": {},
+            "status": {"podId": "2", "remoteName": "ns-creator-x"},
+        }
+    )
+    assert set(registry.remote_names()) == {"ns-creator-x"}
+    assert [c.name for c in registry.claims(POD_ID)] == ["adopter"]
