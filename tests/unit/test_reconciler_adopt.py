@@ -63,9 +63,14 @@ async def test_manage_takes_over_a_console_pod_with_no_create_and_mirrors_it(
     worlds: Worlds,
 ) -> None:
     w = worlds.new(adopter(), Fns(observe=returns(console_pod())))
-    assert await run(w, reconciler.reconcile, w.stored()) is None
+    error = await run(w, reconciler.reconcile, w.stored())
     # One read, one write recording the ID (it clears a marker that was never set): no create.
     assert w.log == [f"observe {POD_ID}", f"patch -createPending podId={POD_ID} -replacing"]
+    # ... then a second look before anything acts on it (a claimant applied at the same time)
+    assert isinstance(error, kopf.TemporaryError)
+    assert condition(w.kube.obj, "Synced")["reason"] == "ConfirmingOwnership"
+    assert await run(w, reconciler.reconcile, w.stored()) is None
+    assert "create" not in w.log
     status = w.kube.status
     assert status["podId"] == POD_ID and status["remoteName"] == CONSOLE_NAME
     assert status["phase"] == "Running" and status["pricePerHour"] == "1.00"
@@ -129,7 +134,8 @@ async def test_observe_never_pauses_and_its_deletion_releases_at_once_on_record(
     body = w.stored()
     body["spec"]["paused"] = True
     w.kube.obj = copy.deepcopy(body)
-    assert await run(w, reconciler.reconcile, w.stored()) is None
+    assert isinstance(await run(w, reconciler.reconcile, w.stored()), kopf.TemporaryError)
+    assert await run(w, reconciler.reconcile, w.stored()) is None  # confirmed
     assert not any(op.startswith(("pause", "resume", "delete")) for op in w.log)
     assert w.kube.status["phase"] == "Running"
     w.log.clear()

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MAX_STEPS = 12  # actions per handler call; every path to Done/Wait/Stop is shorter
 MAX_REREADS = 3  # fresh reads after a lost compare-and-swap, per handler call
+ADOPT_CONFIRM = 2.0  # seconds before an adoption is confirmed against the claims seen by then
 
 
 def _now() -> dt.datetime:
@@ -265,6 +266,12 @@ class Attempt:
                 events.normal(
                     ref, "Adopted", f"took over remote pod {pod.id} ({pod.name}), mode {mode}"
                 )
+                # Confirmed on a second look: a claimant applied at the same moment whose watch
+                # event had not arrived yet is seen then, and the younger one gives way
+                # (domain.adoption) before anything acts on the pod.
+                message = f"confirming that no older GpuPod claims remote pod {pod.id}"
+                self.sync = st.Sync.unknown("ConfirmingOwnership", message)
+                raise kopf.TemporaryError(message, delay=ADOPT_CONFIRM)
             case d.Disown(pod_id=pod_id):
                 self.recorded = replace(self.recorded, pod_id=None, spec_hash=None)
                 self.facts.update(podId=None, specHash=None, remoteName=None)
