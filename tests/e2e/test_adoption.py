@@ -102,7 +102,9 @@ def test_a_second_adopter_is_refused_naming_the_owner_and_an_unknown_id_creates_
     start_operator(args=FAST)
     before = creates(simulator)
     gpupods.create("first", adopt={"podId": pod_id})
-    gpupods.wait_phase("first", "Running")
+    wait_for(
+        lambda: gpupods.condition("first", "Synced").get("status") == "True", 30, "first owns it"
+    )
     gpupods.create("second", adopt={"podId": pod_id, "mode": "Observe"})
     synced = wait_for(
         lambda: (c := gpupods.condition("second", "Synced")).get("reason") == "AlreadyOwned" and c,

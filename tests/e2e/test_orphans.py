@@ -98,6 +98,11 @@ def test_a_stripped_gpupod_is_reported_after_a_restart_then_deleted_after_the_gr
     found = wait_for(lambda: events_on(gpupods, OPERATOR_POD, "OrphanFound"), 15, "the Event")
     assert len(found) == 1 and lost in found[0]["message"]
     assert found[0]["involvedObject"]["kind"] == "Pod"
+    # as the README shows them
+    table = gpupods.cp.kubectl(
+        "get", "events", "-n", gpupods.ns, "--field-selector", "reason=OrphanFound"
+    ).stdout
+    assert lost in table and f"pod/{OPERATOR_POD}" in table
     assert op.process is not None and lost in op.process.log_text()
     # not repeated round after round, and report never deletes
     seen = lists(simulator)

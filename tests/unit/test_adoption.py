@@ -181,3 +181,38 @@ def test_the_registry_never_offers_an_adopted_name_to_the_duplicate_sweep() -> N
     )
     assert set(registry.remote_names()) == {"ns-creator-x"}
     assert [c.name for c in registry.claims(POD_ID)] == ["adopter"]
+
+
+def test_a_confirmed_adopter_keeps_the_pod_against_an_older_unconfirmed_claim() -> None:
+    # The older claim was not visible when the owner confirmed (its watch event was late):
+    # a confirmed owner is never displaced, so nothing acts on the pod for two GpuPods.
+    confirmed = Claim("ns", "owner", "ffff", "2026-11-27T12:00:09Z", True, confirmed=True)
+    older = claim("older", "2026-11-27T12:00:00Z", "0000")
+    assert owned_elsewhere(older, [confirmed]) == "ns/owner"
+    assert owned_elsewhere(confirmed, [older]) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "confirmed"),
+    [
+        ({}, False),
+        ({"podId": POD_ID}, False),  # recorded, no outcome yet
+        (
+            {"podId": POD_ID, "conditions": [{"type": "Synced", "reason": "ConfirmingOwnership"}]},
+            False,
+        ),
+        ({"podId": POD_ID, "conditions": [{"type": "Synced", "reason": "Reconciled"}]}, True),
+        ({"podId": "1", "conditions": [{"type": "Synced", "reason": "Reconciled"}]}, False),
+    ],
+)
+def test_claim_of_a_body_is_confirmed_only_after_the_second_look(
+    status: dict[str, Any], confirmed: bool
+) -> None:
+    from gpupod_operator.domain.adoption import claim_of
+
+    body = {
+        "metadata": {"namespace": "ns", "name": "a", "uid": "u", "creationTimestamp": "t"},
+        "spec": {"adopt": {"podId": POD_ID}},
+        "status": status,
+    }
+    assert claim_of(body) == Claim("ns", "a", "u", "t", True, confirmed)

@@ -28,7 +28,7 @@ from gpupod_operator.controller.secrets import SecretMissing, resolve_secret_env
 from gpupod_operator.domain import decisions as d
 from gpupod_operator.domain import failures as f
 from gpupod_operator.domain import status as st
-from gpupod_operator.domain.adoption import Adoption, Claim, owned_elsewhere
+from gpupod_operator.domain.adoption import CONFIRMING, Adoption, claim_of, owned_elsewhere
 from gpupod_operator.domain.spec import (
     AdoptMode,
     GpuPodSpec,
@@ -109,7 +109,7 @@ class Attempt:
                 paused=spec.paused,
                 update_policy=spec.updatePolicy,
                 deletion_policy=spec.deletionPolicy,
-                adopt=_adoption(rt, meta, spec),
+                adopt=_adoption(rt, body, spec),
             ),
             recorded=d.Recorded(
                 # A stored name wins: GpuPods created under an older name format keep theirs.
@@ -270,7 +270,7 @@ class Attempt:
                 # event had not arrived yet is seen then, and the younger one gives way
                 # (domain.adoption) before anything acts on the pod.
                 message = f"confirming that no older GpuPod claims remote pod {pod.id}"
-                self.sync = st.Sync.unknown("ConfirmingOwnership", message)
+                self.sync = st.Sync.unknown(CONFIRMING, message)
                 raise kopf.TemporaryError(message, delay=ADOPT_CONFIRM)
             case d.Disown(pod_id=pod_id):
                 self.recorded = replace(self.recorded, pod_id=None, spec_hash=None)
@@ -310,12 +310,11 @@ class Attempt:
             self.rt.poller.poke()
 
 
-def _adoption(rt: Runtime, meta: Any, spec: GpuPodSpec) -> Adoption | None:
+def _adoption(rt: Runtime, body: Any, spec: GpuPodSpec) -> Adoption | None:
+    """spec.adopt, and whether another GpuPod owns the pod (the registry's claims on it)."""
     if spec.adopt is None:
         return None
-    me = Claim(
-        meta["namespace"], meta["name"], meta["uid"], str(meta.get("creationTimestamp") or ""), True
-    )
+    me = claim_of(body)
     return Adoption(
         spec.adopt.podId,
         observe=spec.adopt.mode == AdoptMode.OBSERVE,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpupod_operator.controller.kube import ObjectRef
-from gpupod_operator.domain.adoption import Claim
+from gpupod_operator.domain.adoption import Claim, claim_of
 from gpupod_operator.domain.status import TRANSITIONAL
 
 _TRANSITIONAL = frozenset(p.value for p in TRANSITIONAL)
@@ -29,7 +29,7 @@ class Tracked:
     deleting: bool
     status: dict[str, Any] = field(default_factory=dict)
     adopt_pod_id: str | None = None  # spec.adopt.podId: the pod's name is not ours
-    created: str = ""  # metadata.creationTimestamp
+    claim: Claim | None = None  # what it claims, on adopt_pod_id or pod_id (domain.adoption)
 
     @classmethod
     def of(cls, body: Any) -> Tracked:
@@ -45,11 +45,8 @@ class Tracked:
             deleting=bool(meta.get("deletionTimestamp")),
             status={k: v for k, v in status.items() if k != "createPending"},
             adopt_pod_id=(spec.get("adopt") or {}).get("podId"),
-            created=str(meta.get("creationTimestamp") or ""),
+            claim=claim_of(body),
         )
-
-    def claim(self) -> Claim:
-        return Claim(self.ref.namespace, self.ref.name, self.ref.uid, self.created, self.adopts)
 
     @property
     def adopts(self) -> bool:
@@ -89,7 +86,11 @@ class Registry:
 
     def claims(self, pod_id: str) -> list[Claim]:
         """Every GpuPod that records or adopts this remote pod (domain.adoption)."""
-        return [t.claim() for t in self._by_key.values() if pod_id in (t.pod_id, t.adopt_pod_id)]
+        return [
+            t.claim
+            for t in self._by_key.values()
+            if t.claim is not None and pod_id in (t.pod_id, t.adopt_pod_id)
+        ]
 
     def any_transitional(self) -> bool:
         return any(t.transitional for t in self._by_key.values())

@@ -2,18 +2,22 @@
 
 A remote pod has at most one GpuPod. Claimants are the GpuPods that record the pod's ID in
 their status and those whose `spec.adopt.podId` names it. The owner is, deterministically:
-the GpuPod that created the pod itself (its status records it without `adopt`), else the
-oldest adopter by (creationTimestamp, UID). Every claimant computes the same owner from the
-same claims, so two GpuPods applied at once cannot both keep the pod: each reconcile sees at
-least the claimants tracked before it, and a claimant that finds an older one gives way
-before it acts (a reconcile that adopted too early only recorded an ID: adoption has no
-remote effect).
+the GpuPod that created the pod itself (its status records it without `adopt`), else an
+adopter that has CONFIRMED its adoption, else the oldest adopter by (creationTimestamp, UID).
+
+An adoption is confirmed on a second look a moment after the pod ID was recorded (the
+reconciler's ADOPT_CONFIRM): by then a claimant applied at the same moment, whose watch event
+had not arrived at the first look, is seen. Two claimants can never both win: if each sees the
+other unconfirmed they order the same way, and one that sees the other confirmed gives way.
+Giving way before confirmation is harmless: adopting only recorded an ID, it did nothing
+remotely, and nothing acts on the pod before the confirmation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,10 +27,11 @@ class Claim:
     uid: str
     created: str  # metadata.creationTimestamp (RFC 3339 UTC: sorts as time)
     adopts: bool  # claims through spec.adopt (else: records a pod it created)
+    confirmed: bool = False  # an adopter whose adoption was confirmed (see the module doc)
 
     @property
-    def key(self) -> tuple[bool, str, str]:
-        return (self.adopts, self.created, self.uid)
+    def key(self) -> tuple[bool, bool, str, str]:
+        return (self.adopts, not self.confirmed, self.created, self.uid)
 
 
 @dataclass(frozen=True)
@@ -48,3 +53,22 @@ def owned_elsewhere(me: Claim, others: Iterable[Claim]) -> str | None:
     if winner is None or winner.uid == me.uid:
         return None
     return f"{winner.namespace}/{winner.name}"
+
+
+CONFIRMING = "ConfirmingOwnership"  # the Synced reason of a recorded, unconfirmed adoption
+
+
+def claim_of(body: Any) -> Claim:
+    """The claim a GpuPod body makes (on `spec.adopt.podId`, or on the pod it recorded)."""
+    meta, status = body["metadata"], body.get("status") or {}
+    adopt_id = ((body.get("spec") or {}).get("adopt") or {}).get("podId")
+    synced: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Synced"), {}
+    )
+    confirmed = (
+        bool(adopt_id)
+        and status.get("podId") == adopt_id
+        and synced.get("reason") not in (None, CONFIRMING)
+    )
+    created = str(meta.get("creationTimestamp") or "")
+    return Claim(meta["namespace"], meta["name"], meta["uid"], created, bool(adopt_id), confirmed)
