@@ -170,3 +170,48 @@ async def test_delete_mode_waits_for_the_grace_from_the_first_sighting(
         "OrphanFound",
         "OrphanDeleted",
     ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"orphans": "purge"}, "--orphans"),
+        ({"orphan_grace": -1.0}, "--orphan-grace"),
+        ({"cluster_id": "  "}, "--cluster-id"),
+    ],
+)
+def test_bad_orphan_settings_are_refused_naming_the_flag(
+    overrides: dict[str, Any], names: str
+) -> None:
+    from gpupod_operator.config import ConfigError
+
+    with pytest.raises(ConfigError, match=names):
+        OperatorConfig.from_env({"YOTTA_API_KEY": "k"}, **overrides)
+
+
+class UidKube(KubeApi):
+    def __init__(self, answer: str | Exception) -> None:  # no cluster
+        self.answer, self.asked = answer, 0
+
+    async def namespace_uid(self, name: str) -> str:
+        assert name == "kube-system"
+        self.asked += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+async def test_the_cluster_id_is_the_kube_system_uid_unless_given() -> None:
+    import kopf
+
+    from gpupod_operator.controller.kube import KubeError
+    from gpupod_operator.controller.orphans import resolve_cluster_id
+
+    base = OperatorConfig.from_env({"YOTTA_API_KEY": "k"})
+    kube = UidKube("7a1b-uid")
+    assert (await resolve_cluster_id(base, kube)).cluster_id == "7a1b-uid"
+    given = OperatorConfig.from_env({"YOTTA_API_KEY": "k"}, cluster_id="prod-eu")
+    assert (await resolve_cluster_id(given, kube)).cluster_id == "prod-eu"
+    assert kube.asked == 1  # not read when given
+    with pytest.raises(kopf.PermanentError, match="--cluster-id"):
+        await resolve_cluster_id(base, UidKube(KubeError(403, "forbidden")))
