@@ -4,6 +4,7 @@ fakes: what is sent to the provider (never a create) and what the GpuPod shows."
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from gpupod_operator.controller import reconciler
 from gpupod_operator.controller.kube import KubeError, ObjectRef
 from gpupod_operator.controller.orphans import Released
-from gpupod_operator.domain.decisions import Recorded
+from gpupod_operator.domain.decisions import NameLookup, Recorded
 
 from ..e2e.gpupods import condition
 from .reconciler_fakes import Fns, World, Worlds, gpupod, pod, returns
@@ -157,3 +158,25 @@ async def test_deletion_policy_orphan_is_recorded_before_the_finalizer_may_go(
     w.rt.released = FakeReleased(w.log)
     assert await run(w, reconciler.finalize, w.stored()) is None
     assert w.log[-1] == f"released {body['metadata']['uid']} p1"
+
+
+async def test_a_create_marker_of_the_older_name_format_is_looked_up_under_that_name(
+    worlds: Worlds,
+) -> None:
+    # Written by an operator before names carried the cluster: the stored name wins, so the
+    # lookup finds the pod that create made instead of creating one under the new name.
+    old_name = "ns-gp-0f3c9a2e"
+    marker = {"remoteName": old_name, "since": "2026-11-27T12:00:00Z"}
+    asked: list[str] = []
+
+    def look_up(name: str, since: dt.datetime) -> NameLookup:
+        asked.append(name)
+        return NameLookup([pod("p1", name=old_name)], since + dt.timedelta(seconds=1))
+
+    w = worlds.new(
+        gpupod({"createPending": marker, "remoteName": old_name, "phase": "Creating"}),
+        Fns(look_up=look_up),
+    )
+    assert await run(w, reconciler.reconcile, w.stored()) is None
+    assert asked == [old_name] and "create" not in w.log
+    assert w.kube.status["podId"] == "p1" and w.kube.status["remoteName"] == old_name
