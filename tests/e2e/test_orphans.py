@@ -4,6 +4,7 @@ terminated after the grace; released pods and other clusters' pods are never tou
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from typing import Any
@@ -67,6 +68,12 @@ def events_on(gpupods: GpuPods, pod: str, reason: str) -> list[dict[str, Any]]:
     return [e for e in gpupods.events(pod) if e["reason"] == reason]
 
 
+def logged_at(log: str, what: str) -> dt.datetime:
+    """The time of the first log line containing `what` (`[2026-12-02 00:44:19,589] ...`)."""
+    line = next(line for line in log.splitlines() if what in line)
+    return dt.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+
+
 def lists(sim: SimulatorProcess) -> int:
     return sum(sim.stats()["requests"].get("list", {}).values())
 
@@ -121,7 +128,15 @@ def test_a_stripped_gpupod_is_reported_after_a_restart_then_deleted_after_the_gr
     assert len(deleted) == 1 and lost in deleted[0]["message"]
     wait_for(lambda: op.orphans() == 0, 15, "no orphan left")
     assert remote_status(simulator, kept) == "RUNNING"  # a pod with its GpuPod is never one
-    print(f"orphan reported and deleted {elapsed:.1f} s after the restart (grace 2 s)")
+    # the grace counts from the first sighting: the log's timestamps (ms) show the gap
+    assert op.process is not None
+    log = op.process.log_text()
+    found_at, deleted_at = (
+        logged_at(log, f"{reason}: ") for reason in ("OrphanFound", "OrphanDeleted")
+    )
+    gap = (deleted_at - found_at).total_seconds()
+    assert gap >= 2, gap
+    print(f"orphan deleted {gap:.2f} s after it was found (grace 2 s), {elapsed:.1f} s after start")
 
 
 def test_a_deletion_policy_orphan_release_is_never_swept(
