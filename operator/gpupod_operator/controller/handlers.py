@@ -24,12 +24,7 @@ from gpupod_operator.controller.kube import (
 )
 from gpupod_operator.controller.leader import FencedTransport, LeaderElector
 from gpupod_operator.controller.metrics import Metrics
-from gpupod_operator.controller.orphans import (
-    OrphanSweep,
-    Released,
-    own_namespace,
-    resolve_cluster_id,
-)
+from gpupod_operator.controller.orphans import attach_orphans, resolve_cluster_id
 from gpupod_operator.controller.poller import Poller
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.controller.runtime import Runtime
@@ -129,19 +124,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.runtime = Runtime(config, provider, kube, writer, events, registry, poller, metrics)
     if LEADER is not None:
         memo.runtime.may_create = LEADER.may_create
-    home = own_namespace(config)
-    if home is None:
-        log.warning(
-            "orphan sweep off: no namespace of the operator's own to record released pods in "
-            "(set POD_NAMESPACE, as the Helm chart does)"
-        )
-    else:
-        memo.runtime.released = Released(kube, home)
-        sweep = OrphanSweep(
-            config, kube, provider, events, metrics, registry, memo.runtime.released
-        )
-        poller.orphans = sweep.sweep
-        log.info("orphan sweep: %s, grace %g s", config.orphans, config.orphan_grace)
+    attach_orphans(memo.runtime)
     # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod.
     await poller.poll_once()
     memo.poller_task = asyncio.create_task(poller.run(), name="gpupod-poller")

@@ -22,7 +22,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -37,6 +37,9 @@ from gpupod_operator.domain.failures import ProviderError
 from gpupod_operator.domain.spec import cluster_tag
 from gpupod_operator.provider import Provider
 from gpupod_operator.yotta import Pod
+
+if TYPE_CHECKING:
+    from gpupod_operator.controller.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,24 @@ async def resolve_cluster_id(config: OperatorConfig, kube: KubeApi) -> OperatorC
         "cluster id %s: remote names carry -%s-<GpuPod UID>", cluster_id, cluster_tag(cluster_id)
     )
     return replace(config, cluster_id=cluster_id)
+
+
+def attach_orphans(rt: Runtime) -> None:
+    """At startup: the released-pods record and the sweep on the poller's rounds."""
+    config = rt.config
+    home = own_namespace(config)
+    if home is None:
+        log.warning(
+            "orphan sweep off: no namespace of the operator's own to record released pods in "
+            "(set POD_NAMESPACE, as the Helm chart does)"
+        )
+        return
+    rt.released = Released(rt.kube, home)
+    sweep = OrphanSweep(
+        config, rt.kube, rt.provider, rt.events, rt.metrics, rt.registry, rt.released
+    )
+    rt.poller.orphans = sweep.sweep
+    log.info("orphan sweep: %s, grace %g s", config.orphans, config.orphan_grace)
 
 
 def own_namespace(config: OperatorConfig) -> str | None:
