@@ -37,6 +37,14 @@ def console_pod(sim: SimulatorProcess, name: str, gpu_count: int = 1) -> str:
     return pod_id
 
 
+def console_delete(sim: SimulatorProcess, pod_id: str) -> None:
+    """DELETE /v2/pods/{id}, as a person in the Yotta console would."""
+    response = httpx.delete(
+        f"{sim.url}/v2/pods/{pod_id}", headers={"X-Api-Key": sim.api_key}, timeout=10.0
+    )
+    response.raise_for_status()
+
+
 def remote(sim: SimulatorProcess, pod_id: str) -> dict[str, Any]:
     return next(p for p in sim.pods() if str(p["id"]) == pod_id)
 

@@ -17,7 +17,7 @@ from gpupod_operator.devenv.process import free_port
 from gpupod_operator.devenv.simulator_process import SimulatorProcess
 
 from .conftest import StartOperator
-from .consolepods import EXAMPLES, remote_status
+from .consolepods import EXAMPLES, console_delete, remote_status
 from .gpupods import GpuPods, wait_for
 from .survival import metric, metrics_args, scrape
 
@@ -150,9 +150,8 @@ def test_a_deletion_policy_orphan_release_is_never_swept(
     pod_id = gpupods.wait_phase("long-training-run", "Running", timeout=90)["podId"]
     gpupods.delete("long-training-run")
     gpupods.wait_gone("long-training-run")
-    cm = gpupods.cp.request(
-        "GET", f"/api/v1/namespaces/{gpupods.ns}/configmaps/gpupod-released-pods"
-    )
+    released = f"/api/v1/namespaces/{gpupods.ns}/configmaps/gpupod-released-pods"
+    cm = gpupods.cp.request("GET", released)
     assert [json.loads(v)["podId"] for v in cm["data"].values()] == [pod_id]
     # durable: a restart (nothing in memory) does not forget it either
     op.stop()
@@ -162,6 +161,9 @@ def test_a_deletion_policy_orphan_release_is_never_swept(
     assert op.orphans() == 0
     assert remote_status(simulator, pod_id) == "RUNNING"
     assert not events_on(gpupods, OPERATOR_POD, "OrphanFound")
+    # Once the pod is gone (ended in the console), the record forgets it: it stays small.
+    console_delete(simulator, pod_id)
+    wait_for(lambda: not gpupods.cp.request("GET", released).get("data"), 60, "the entry forgotten")
 
 
 def test_two_clusters_on_one_account_never_take_each_others_pods_for_orphans(

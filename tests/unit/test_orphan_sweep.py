@@ -40,13 +40,26 @@ class FakeKube(KubeApi):
         self.calls.append(f"get-configmap {namespace}/{name}")
         return dict(self.configmap)
 
+    async def remove_configmap_entries(self, namespace: str, name: str, keys: list[str]) -> None:
+        self.calls.append(f"remove {' '.join(keys)}")
+        for key in keys:
+            self.configmap.pop(key, None)
+
 
 class FakeProvider:
     def __init__(self) -> None:
         self.deleted: list[str] = []
+        self.gone: set[str] = set()  # GET answers "not found"
+        self.got: list[str] = []
 
     async def delete(self, pod_id: str) -> None:
         self.deleted.append(pod_id)
+
+    async def get(self, pod_id: str) -> Pod | None:
+        self.got.append(pod_id)
+        if pod_id in self.gone:
+            return None
+        return Pod.model_validate({"id": pod_id, "name": "x", "status": "RUNNING"})
 
 
 class Clock:
@@ -215,3 +228,29 @@ async def test_the_cluster_id_is_the_kube_system_uid_unless_given() -> None:
     assert kube.asked == 1  # not read when given
     with pytest.raises(kopf.PermanentError, match="--cluster-id"):
         await resolve_cluster_id(base, UidKube(KubeError(403, "forbidden")))
+
+
+async def test_released_pods_that_are_gone_are_forgotten_every_few_rounds() -> None:
+    from gpupod_operator.controller.orphans import PRUNE_EVERY
+
+    sweep, kube, provider, clock, *_ = make()
+    entry = lambda pod_id: json.dumps({"podId": pod_id})  # noqa: E731
+    kube.configmap = {
+        "uid-terminated": entry("1"),
+        "uid-running": entry("2"),
+        "uid-unlisted-gone": entry("3"),
+        "uid-unlisted-alive": entry("4"),
+        "uid-unconfirmed": json.dumps({"podId": None}),
+    }
+    provider.gone = {"3"}
+    listed = [
+        Pod.model_validate({"id": "1", "name": "a", "status": "TERMINATED"}),
+        Pod.model_validate({"id": "2", "name": "b", "status": "RUNNING"}),
+    ]
+    for _ in range(PRUNE_EVERY - 1):
+        await sweep.sweep(listed)
+        clock.now += dt.timedelta(seconds=1)
+    assert kube.calls == []  # nothing to do between prunes
+    await sweep.sweep(listed)
+    assert sorted(provider.got) == ["3", "4"]  # only a GET says an unlisted pod is gone
+    assert sorted(kube.configmap) == ["uid-running", "uid-unconfirmed", "uid-unlisted-alive"]

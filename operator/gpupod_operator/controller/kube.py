@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -271,6 +272,12 @@ class KubeApi:
             except Conflict:  # created meanwhile by another writer: patch it
                 continue
         raise KubeError(0, f"could not write ConfigMap {namespace}/{name}")
+
+    async def remove_configmap_entries(self, namespace: str, name: str, keys: list[str]) -> None:
+        """Remove keys of a ConfigMap (a merge patch: other keys are untouched)."""
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+        with contextlib.suppress(Gone):  # no record, nothing to remove
+            await self._core_v1("PATCH", path, {"data": dict.fromkeys(keys)}, MERGE_PATCH)
 
     async def _core_v1(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 RELEASED_CONFIGMAP = "gpupod-released-pods"
 DEFAULT_CLUSTER_NAMESPACE = "kube-system"
+PRUNE_EVERY = 10  # sweep rounds between prunes of the released-pods record
+PRUNE_GETS = 20  # at most this many GETs of unlisted released pods per prune
 
 
 def _utcnow() -> dt.datetime:
@@ -116,18 +118,20 @@ class Released:
             self.namespace, self.name, ref.uid, json.dumps(entry, sort_keys=True)
         )
 
-    async def read(self) -> tuple[frozenset[str], frozenset[str]]:
-        """(GpuPod UIDs, pod IDs) released so far."""
+    async def entries(self) -> dict[str, str | None]:
+        """GpuPod UID -> the pod ID it released (None: its create was unconfirmed)."""
         data = await self._kube.get_configmap_data(self.namespace, self.name) or {}
-        pod_ids = set()
-        for value in data.values():
+        out: dict[str, str | None] = {}
+        for uid, value in data.items():
             try:
                 pod_id = json.loads(value).get("podId")
             except (ValueError, AttributeError):
-                continue  # someone edited it by hand: the key (UID) still counts
-            if pod_id:
-                pod_ids.add(str(pod_id))
-        return frozenset(data), frozenset(pod_ids)
+                pod_id = None  # edited by hand: the key (the UID) still counts
+            out[uid] = str(pod_id) if pod_id else None
+        return out
+
+    async def forget(self, uids: list[str]) -> None:
+        await self._kube.remove_configmap_entries(self.namespace, self.name, uids)
 
 
 def known_from(bodies: list[dict[str, Any]]) -> o.Known:
@@ -173,6 +177,7 @@ class OrphanSweep:
         self._clock = clock
         self.sightings = o.Sightings()
         self._last: dt.datetime | None = None
+        self._rounds = 0
 
     def _from_registry(self) -> o.Known:
         tracked = self._registry.all()
@@ -191,8 +196,12 @@ class OrphanSweep:
         # Nothing the registry cannot account for: no orphan, and no API call to say so.
         if o.orphans(pods, self.tag, self._from_registry()):
             fresh = known_from(await self._kube.list_gpupods(self._namespaces))
-            released_uids, released_ids = await self._released.read()
-            known = replace(fresh, released_uids=released_uids, released_pod_ids=released_ids)
+            released = await self._released.entries()
+            known = replace(
+                fresh,
+                released_uids=frozenset(released),
+                released_pod_ids=frozenset(p for p in released.values() if p),
+            )
             found = o.orphans(pods, self.tag, known)
         self._metrics.orphan_pods.set(len(found))
         by_id = {p.id: p for p in found}
@@ -207,6 +216,20 @@ class OrphanSweep:
         if self.delete:
             for pod_id in self.sightings.due(now, self.grace):
                 await self._delete(by_id[pod_id])
+        self._rounds += 1
+        if self._rounds % PRUNE_EVERY == 0:
+            await self._prune({p.id: p for p in pods})
+
+    async def _prune(self, listed: dict[str, Pod]) -> None:
+        """Forget released pods that are gone: the record stays far below a ConfigMap's 1 MiB
+        (a full one would keep Orphan releases from being recorded, so from completing)."""
+        gone, unlisted = o.prunable(await self._released.entries(), listed)
+        for uid, pod_id in list(unlisted.items())[:PRUNE_GETS]:
+            if await self._provider.get(pod_id) is None:
+                gone.append(uid)
+        if gone:
+            await self._released.forget(gone)
+            log.info("released-pods record: forgot %d pod(s) that are gone", len(gone))
 
     async def _delete(self, pod: Pod) -> None:
         try:

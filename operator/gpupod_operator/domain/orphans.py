@@ -85,3 +85,21 @@ class Sightings:
 
     def forget(self, pod_id: str) -> None:
         self.first_seen.pop(pod_id, None)
+
+
+def prunable(
+    released: dict[str, str | None], listed: dict[str, Pod]
+) -> tuple[list[str], dict[str, str]]:
+    """Released entries (GpuPod UID -> pod ID) whose pod is gone, so the record stays small:
+    (UIDs listed as TERMINATED, {UID: pod ID} of those not listed, which only a GET can tell
+    gone). An entry without a pod ID (a release during an unconfirmed create) is kept."""
+    gone, unlisted = [], {}
+    for uid, pod_id in sorted(released.items()):
+        if not pod_id:
+            continue
+        pod = listed.get(pod_id)
+        if pod is None:
+            unlisted[uid] = pod_id
+        elif pod.status == PodStatus.TERMINATED:
+            gone.append(uid)
+    return gone, unlisted
