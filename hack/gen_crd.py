@@ -768,6 +768,20 @@ STATUS_PROPERTIES: dict[str, Schema] = {
             "accrued": string(
                 'Estimated spend so far in US dollars, as a decimal string ("1.30").'
             ),
+            "countedUntil": string(
+                "The instant runningSeconds and accrued are counted up to (RFC 3339).",
+                fmt="date-time",
+            ),
+            "running": boolean(
+                "Whether the remote pod was RUNNING at countedUntil: the time from then to the "
+                "next observation counts as running time only if it was."
+            ),
+            "guard": string(
+                "The cost guardrail that applies: MaxRunDurationReached (the pod is paused or "
+                "deleted and not resumed by itself) or PriceExceeded (the pod is deleted and not "
+                "created again).",
+                enum=["MaxRunDurationReached", "PriceExceeded"],
+            ),
         },
     ),
     "expiresAt": string(

@@ -216,3 +216,17 @@ def test_claim_of_a_body_is_confirmed_only_after_the_second_look(
         "status": status,
     }
     assert claim_of(body) == Claim("ns", "a", "u", "t", True, confirmed)
+
+
+def test_observe_never_acts_for_a_guardrail_either() -> None:
+    from gpupod_operator.domain import cost
+
+    limits = cost.Limits.of({"maxPricePerHour": "0.10", "lifetime": {"maxRunDuration": "1s"}})
+    mine = d.Recorded(remote_name="x", pod_id=POD_ID, spec_hash="h1", running_seconds=3600)
+    running = Pod.model_validate(
+        {"id": POD_ID, "name": "x", "status": "RUNNING", "singleCardPrice": 9.0, "gpuCount": 1}
+    )
+    observe = d.Desired(spec_hash="h1", limits=limits, adopt=Adoption(POD_ID, observe=True))
+    assert d.reconcile(observe, mine, Observed(running)) == d.Done(running)
+    manage = d.Desired(spec_hash="h1", limits=limits, adopt=Adoption(POD_ID))
+    assert isinstance(d.reconcile(manage, mine, Observed(running)), d.Delete | d.Pause)

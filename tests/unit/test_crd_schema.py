@@ -503,3 +503,16 @@ def test_gpupodspec_takes_the_protocols_the_crd_takes(spec: dict[str, Any]) -> N
             assert _parses(expose=[{"port": 1, "protocol": written}]), written
     for wrong in ("UDP", "udp", "", "HTTP2"):
         assert not _parses(expose=[{"port": 1, "protocol": wrong}]), wrong
+
+
+def test_status_cost_holds_the_running_time_checkpoint(root: dict[str, Any]) -> None:
+    """The accounting checkpoint of domain.cost: seconds so far, up to when, running then."""
+    cost = root["properties"]["status"]["properties"]["cost"]["properties"]
+    assert {k: (v["type"], v.get("format")) for k, v in cost.items()} == {
+        "runningSeconds": ("integer", "int64"),
+        "accrued": ("string", None),
+        "countedUntil": ("string", "date-time"),
+        "running": ("boolean", None),
+        "guard": ("string", None),
+    }
+    assert cost["guard"]["enum"] == ["MaxRunDurationReached", "PriceExceeded"]

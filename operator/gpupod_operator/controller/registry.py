@@ -12,6 +12,7 @@ from typing import Any
 
 from gpupod_operator.controller.kube import ObjectRef
 from gpupod_operator.domain.adoption import Claim, claim_of
+from gpupod_operator.domain.cost import Limits
 from gpupod_operator.domain.status import TRANSITIONAL
 
 _TRANSITIONAL = frozenset(p.value for p in TRANSITIONAL)
@@ -30,6 +31,7 @@ class Tracked:
     status: dict[str, Any] = field(default_factory=dict)
     adopt_pod_id: str | None = None  # spec.adopt.podId: the pod's name is not ours
     claim: Claim | None = None  # what it claims, on adopt_pod_id or pod_id (domain.adoption)
+    limits: Limits = field(default_factory=Limits)  # lifetime and price cap (domain.cost)
 
     @classmethod
     def of(cls, body: Any) -> Tracked:
@@ -46,6 +48,7 @@ class Tracked:
             status={k: v for k, v in status.items() if k != "createPending"},
             adopt_pod_id=(spec.get("adopt") or {}).get("podId"),
             claim=claim_of(body),
+            limits=Limits.of(spec),
         )
 
     @property
