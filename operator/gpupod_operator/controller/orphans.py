@@ -11,8 +11,9 @@ gauge `gpupod_orphan_pods`; `delete` also terminates it once it has been seen fo
 
 Released pods (`deletionPolicy: Orphan`, adopt mode Observe) are kept in a ConfigMap in the
 operator's namespace, written before the GpuPod's finalizer goes: durable, in the cluster,
-shared by every replica. Without a namespace of its own (run outside a cluster without
-POD_NAMESPACE) the operator cannot keep that record, so the sweep is off (said at startup).
+shared by every replica; entries whose pod is gone are pruned every PRUNE_EVERY rounds, so it
+stays far below a ConfigMap's size limit. Without a namespace of its own (run outside a
+cluster without POD_NAMESPACE) the operator cannot keep that record, so the sweep is off.
 """
 
 from __future__ import annotations
