@@ -24,6 +24,7 @@ from gpupod_operator.controller.kube import (
 )
 from gpupod_operator.controller.leader import FencedTransport, LeaderElector
 from gpupod_operator.controller.metrics import Metrics
+from gpupod_operator.controller.orphans import attach_orphans, resolve_cluster_id
 from gpupod_operator.controller.policy import PolicyGate
 from gpupod_operator.controller.poller import Poller
 from gpupod_operator.controller.quota import QuotaController
@@ -117,6 +118,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         kube = await KubeApi.connect()
     except kopf.LoginError as e:
         raise kopf.PermanentError(str(e)) from None
+    config = await resolve_cluster_id(config, kube)
     events = EventRecorder(kube.post_event)
     memo.events_task = asyncio.create_task(events.run(), name="gpupod-events")
     registry = Registry()
@@ -138,6 +140,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     rt.quota = QuotaController(kube, registry, metrics, NAMESPACES, quote=yotta.list_gpu_types)
     rt.quota.kick = lambda ref: reconciler.reconcile_now(rt, ref)
     memo.quota_task = asyncio.create_task(rt.quota.run(), name="gpupod-quota")
+    attach_orphans(memo.runtime)
     # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod.
     await poller.poll_once()
     memo.poller_task = asyncio.create_task(poller.run(), name="gpupod-poller")

@@ -51,6 +51,11 @@ class Metrics:
         self.status_patches = Counter(
             "gpupod_status_patches", "Status patches written by the poller", registry=registry
         )
+        self.orphan_pods = Gauge(
+            "gpupod_orphan_pods",
+            "Remote pods named by this cluster whose GpuPod no longer exists (last sweep)",
+            registry=registry,
+        )
 
         self.cost = Counter(
             "gpupod_cost_dollars",

@@ -117,6 +117,13 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
+{{- if not .Values.clusterId }}
+# The default cluster id (remote pod names): the UID of the kube-system namespace, read once.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  resourceNames: ["kube-system"]
+  verbs: ["get"]
+{{- end }}
 {{- end }}
 
 {{/* The leader election Lease (in the release namespace). */}}
