@@ -36,6 +36,10 @@ def _run(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             operator_namespace=_operator_namespace(args),
             default_account_namespaces=_namespace_list(args.default_account_namespaces),
+            cluster_id=args.cluster_id,
+            orphans=args.orphans,
+            orphan_grace=args.orphan_grace,
+            namespaces=tuple(args.namespace or ()),
         )
     except ConfigError as e:
         print(f"gpupod-operator run: {e}", file=sys.stderr)
@@ -62,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     if config.metrics_port:
         metrics.serve(config.metrics_port, args.metrics_addr)
     handlers.CONFIG, handlers.METRICS, handlers.LEADER = config, metrics, elector
+    handlers.NAMESPACES = tuple(args.namespace or ())
     return asyncio.run(_operate(args, elector))
 
 
@@ -218,6 +223,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NS",
         help="where the Secrets of ClusterYottaAccounts are (default: $POD_NAMESPACE, else the "
         "pod's own namespace)",
+    )
+    orphans = run.add_argument_group(
+        "orphans",
+        "Remote pods carrying this cluster's identity whose GpuPod no longer exists "
+        "(README: Keep the bill under control, Orphans).",
+    )
+    orphans.add_argument(
+        "--cluster-id",
+        metavar="ID",
+        help="this cluster's identity in remote names (default: the kube-system namespace UID); "
+        "give each installation sharing a Yotta account its own",
+    )
+    orphans.add_argument(
+        "--orphans",
+        choices=["report", "delete"],
+        default="report",
+        help="report (default): metric, log line and Event per orphan; delete: also terminate "
+        "it after --orphan-grace",
+    )
+    orphans.add_argument(
+        "--orphan-grace",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds an orphan must have been seen before --orphans delete terminates it "
+        "(default 600; counted again from a restart)",
     )
     ha = run.add_argument_group(
         "leader election",

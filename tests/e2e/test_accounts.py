@@ -373,7 +373,7 @@ def readme_commands() -> list[str]:
     joined)."""
     readme = (REPO_ROOT / "README.md").read_text()
     section = readme[readme.index("### Accounts\n") :]
-    section = section[: section.index("\n## ")]
+    section = re.split(r"\n##+ ", section, maxsplit=1)[0]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
     text = "\n".join(blocks).replace("\\\n", " ")
     return [line.strip() for line in text.splitlines() if line.strip()]

@@ -62,6 +62,8 @@ ALL_OPTIONS: Doc = {
     "logLevel": "DEBUG",
     "syncInterval": 15,
     "fastSyncInterval": 0.5,
+    "clusterId": "prod-eu-1",
+    "orphans": {"mode": "delete", "grace": 120},
     "rateLimit": {"qps": 5, "burst": 10},
     "metrics": {
         "port": 9100,
@@ -288,8 +290,10 @@ def verbs(rules: list[Doc]) -> dict[tuple[str, str], set[str]]:
 
 
 NAMESPACED_RULES = {
-    ("gpupod.dev", "gpupods"): {"list", "watch", "patch"},
+    ("gpupod.dev", "gpupods"): {"get", "list", "watch", "patch"},
     ("gpupod.dev", "gpupods/status"): {"patch"},
+    ("gpupod.dev", "gpuquotas"): {"get", "list"},
+    ("gpupod.dev", "gpuquotas/status"): {"patch"},
     ("", "secrets"): {"get", "patch"},
     ("", "events"): {"create"},
     ("gpupod.dev", "yottaaccounts"): {"get", "patch"},
@@ -302,6 +306,9 @@ ACCOUNT_RULES = {
     ("gpupod.dev", "clusteryottaaccounts/status"): {"patch"},
     ("", "namespaces"): {"get"},
 }
+# The operator's policy check: the policies (read-only) and the labels of a namespace.
+POLICY_RULES = {("gpupod.dev", "gputenantpolicies"): {"list"}, ("", "namespaces"): {"get"}}
+TENANCY_KINDS = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
 
 
 def lease_rules(name: str) -> list[Doc]:
@@ -315,6 +322,43 @@ def lease_rules(name: str) -> list[Doc]:
         },
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     ]
+
+
+# The default cluster id is the kube-system namespace UID: get on that one namespace only.
+KUBE_SYSTEM_RULE: Doc = {
+    "apiGroups": [""],
+    "resources": ["namespaces"],
+    "resourceNames": ["kube-system"],
+    "verbs": ["get"],
+}
+# Orphans, in the release namespace: the released-pods ConfigMap and Events on the operator Pod.
+ORPHAN_RULES: list[Doc] = [
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": ["gpupod-released-pods"],
+        "verbs": ["get", "patch"],
+    },
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+DOWNWARD_ENV = {
+    "POD_NAME": "metadata.name",
+    "POD_NAMESPACE": "metadata.namespace",
+    "POD_UID": "metadata.uid",
+}
+
+
+def orphans_role(docs: list[Doc]) -> Doc:
+    (role,) = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-orphans")
+    ]
+    return role
+
+
+def unnamed(rules: list[Doc]) -> list[Doc]:
+    """The rules that are not limited to named objects (see KUBE_SYSTEM_RULE)."""
+    return [r for r in rules if not r.get("resourceNames")]
 
 
 def leader_election_role(docs: list[Doc]) -> Doc:
@@ -340,15 +384,22 @@ def test_lint_strict_is_clean_with_defaults_and_every_option(helm: Path, tmp_pat
 
 def test_default_render(helm: Path, tmp_path: Path) -> None:
     docs = template(helm, tmp_path)
-    assert kinds(docs) == [
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Deployment",
-        "Role",
-        "RoleBinding",
-        "Service",
-        "ServiceAccount",
-    ]
+    assert kinds(docs) == sorted(
+        [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            *TENANCY_KINDS,
+        ]
+    )
     deployment = one(docs, "Deployment")
     spec = deployment["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
@@ -387,6 +438,8 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
         "--burst=40",
         "--log-level=INFO",
         "--operator-namespace=gpupod-system",
+        "--orphans=report",
+        "--orphan-grace=600",
     ]
     probe = c["livenessProbe"]
     assert probe["httpGet"] == {"path": "/healthz", "port": "liveness"}
@@ -395,10 +448,13 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
     # The key is a file from the Secret yotta-api-key, never an environment value.
     env = {e["name"]: e for e in c["env"]}
-    assert set(env) == {"YOTTA_API_URL", "YOTTA_API_KEY_FILE"}
+    assert set(env) == {"YOTTA_API_URL", "YOTTA_API_KEY_FILE", *DOWNWARD_ENV}
     assert env["YOTTA_API_URL"]["value"] == "https://api.yottalabs.ai"
     assert env["YOTTA_API_KEY_FILE"]["value"] == f"{API_KEY_MOUNT}/api-key"
-    assert not any("valueFrom" in e for e in c["env"]) and "envFrom" not in c
+    # Only the pod's own identity comes from elsewhere (the downward API); never a Secret.
+    from_elsewhere = {e["name"]: e["valueFrom"] for e in c["env"] if "valueFrom" in e}
+    assert from_elsewhere == {k: {"fieldRef": {"fieldPath": v}} for k, v in DOWNWARD_ENV.items()}
+    assert "envFrom" not in c
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["api-key"]["secret"] == {
         "secretName": "yotta-api-key",
@@ -408,21 +464,32 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
     assert volumes["tmp"] == {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert set(mounts) == {API_KEY_MOUNT, "/tmp"} and mounts[API_KEY_MOUNT]["readOnly"] is True
-    # cluster-wide RBAC: exactly the namespaced rules plus kopf's read-only CRD watch and the
-    # ClusterYottaAccount reads
-    rules = verbs(one(docs, "ClusterRole")["rules"])
-    assert rules == {**NAMESPACED_RULES, **CRD_RULES, **ACCOUNT_RULES}
+    # cluster-wide RBAC: exactly the namespaced rules plus kopf's read-only CRD watch, the
+    # policy check and the ClusterYottaAccount reads
+    cluster_rules = one(docs, "ClusterRole", "gpupod-gpupod-operator")["rules"]
+    assert verbs(unnamed(cluster_rules)) == {
+        **NAMESPACED_RULES,
+        **CRD_RULES,
+        **POLICY_RULES,
+        **ACCOUNT_RULES,
+    }
+    assert [r for r in cluster_rules if r.get("resourceNames")] == [KUBE_SYSTEM_RULE]
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "gpupod-gpupod-operator", "namespace": "gpupod-system"}
     ]
     # leader election: the one Lease in the release namespace, even with one replica
-    role = one(docs, "Role")
+    role = leader_election_role(docs)
     assert role["metadata"]["namespace"] == "gpupod-system"
     assert role["rules"] == lease_rules("gpupod-gpupod-operator")
-    lease_binding = one(docs, "RoleBinding")
-    assert lease_binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert lease_binding["subjects"] == binding["subjects"]
+    orphans = orphans_role(docs)
+    assert orphans["metadata"]["namespace"] == "gpupod-system"
+    assert orphans["rules"] == ORPHAN_RULES
+    role_bindings = {b["roleRef"]["name"]: b for b in docs if b["kind"] == "RoleBinding"}
+    assert set(role_bindings) == {role["metadata"]["name"], orphans["metadata"]["name"]}
+    for lease_binding in role_bindings.values():
+        assert lease_binding["metadata"]["namespace"] == "gpupod-system"
+        assert lease_binding["subjects"] == binding["subjects"]
     service = one(docs, "Service")
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
@@ -432,25 +499,32 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
 
 def test_every_option_render(helm: Path, tmp_path: Path) -> None:
     docs = template(helm, tmp_path, ALL_OPTIONS, release="ops", namespace="platform")
-    assert kinds(docs) == [
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Deployment",
-        "NetworkPolicy",
-        "PodDisruptionBudget",
-        "Role",
-        "Role",
-        "Role",
-        "Role",
-        "RoleBinding",
-        "RoleBinding",
-        "RoleBinding",
-        "RoleBinding",
-        "Secret",
-        "Service",
-        "ServiceAccount",
-        "ServiceMonitor",
-    ]
+    assert kinds(docs) == sorted(
+        [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Role",
+            "Role",
+            "Role",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
+            "RoleBinding",
+            "RoleBinding",
+            "RoleBinding",
+            "Secret",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor",
+            *TENANCY_KINDS,
+        ]
+    )
     key = ALL_OPTIONS["apiKey"]["value"]
     secret = one(docs, "Secret")
     assert secret["metadata"] == {**secret["metadata"], "name": "ops-gpupod-operator-api-key"}
@@ -477,11 +551,15 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
         "--log-level=DEBUG",
         "--operator-namespace=platform",
         "--default-account-namespaces=team-a,platform-demo",
+        "--orphans=delete",
+        "--orphan-grace=120",
+        "--cluster-id=prod-eu-1",
     ]
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env == {
         "YOTTA_API_URL": "https://yotta.example.test",
         "YOTTA_API_KEY_FILE": f"{API_KEY_MOUNT}/api-key",
+        **dict.fromkeys(DOWNWARD_ENV),
     }
     template_ = one(docs, "Deployment")["spec"]["template"]
     volumes = {v["name"]: v for v in template_["spec"]["volumes"]}
@@ -514,25 +592,34 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
     assert lease_role["metadata"]["namespace"] == "platform"
     assert lease_role["rules"] == lease_rules("ops-gpupod-operator")
     # Namespaced RBAC: a Role per watched namespace, only cluster-scoped reads cluster-wide.
+    orphans = orphans_role(docs)
+    assert orphans["metadata"]["namespace"] == "platform" and orphans["rules"] == ORPHAN_RULES
     # ClusterYottaAccounts' Secrets are in the release namespace, which is not watched.
     (accounts_role,) = [
         d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-accounts")
     ]
     assert accounts_role["kind"] == "Role" and accounts_role["metadata"]["namespace"] == "platform"
     assert verbs(accounts_role["rules"]) == {("", "secrets"): {"get", "patch"}}
-    roles = [d for d in docs if d["kind"] == "Role" and d not in (lease_role, accounts_role)]
+    roles = [
+        d for d in docs if d["kind"] == "Role" and d not in (lease_role, orphans, accounts_role)
+    ]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert verbs(role["rules"]) == NAMESPACED_RULES
     for binding in (d for d in docs if d["kind"] == "RoleBinding"):
         assert binding["roleRef"]["kind"] == "Role"
-        if binding["roleRef"]["name"] == lease_role["metadata"]["name"]:
+        if binding["roleRef"]["name"] in (
+            lease_role["metadata"]["name"],
+            orphans["metadata"]["name"],
+        ):
             assert binding["metadata"]["namespace"] == "platform"
             continue
         assert binding["subjects"][0]["namespace"] == "platform"
-    assert verbs(one(docs, "ClusterRole")["rules"]) == {
+    # clusterId is set: no need to read the kube-system namespace
+    assert verbs(one(docs, "ClusterRole", "ops-gpupod-operator")["rules"]) == {
         **CRD_RULES,
         **ACCOUNT_RULES,
+        **POLICY_RULES,
         ("", "namespaces"): {"get", "list", "watch"},
     }
     monitor = one(docs, "ServiceMonitor")
@@ -581,6 +668,39 @@ def test_values_are_documented_line_by_line_and_covered_by_the_schema() -> None:
     paths(yaml.safe_load((CHART / "values.yaml").read_text()), schema)
 
 
+def test_tenancy_objects_are_on_by_default_and_can_be_turned_off(
+    helm: Path, tmp_path: Path
+) -> None:
+    docs = template(helm, tmp_path)
+    vap = one(docs, "ValidatingAdmissionPolicy", "gpupod-gpupod-operator-tenant-policy")
+    assert vap["spec"]["paramKind"] == {
+        "apiVersion": "gpupod.dev/v1alpha1",
+        "kind": "GpuTenantPolicy",
+    }
+    assert vap["spec"]["failurePolicy"] == "Fail"
+    (spec_changed,) = vap["spec"]["matchConditions"]
+    assert "oldObject.spec != object.spec" in spec_changed["expression"]
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == vap["metadata"]["name"]
+    assert binding["spec"]["paramRef"] == {"selector": {}, "parameterNotFoundAction": "Allow"}
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    edit = one(docs, "ClusterRole", "gpupod-gpupod-operator-tenant-edit")
+    view = one(docs, "ClusterRole", "gpupod-gpupod-operator-tenant-view")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert verbs(view["rules"]) == {
+        ("gpupod.dev", r): {"get", "list", "watch"}
+        for r in ("gpupods", "gpupods/status", "yottaaccounts", "gpuquotas", "gpuquotas/status")
+    }
+    off = template(
+        helm, tmp_path, {"admissionPolicy": {"enabled": False}, "tenantRoles": {"enabled": False}}
+    )
+    assert not {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} & set(kinds(off))
+    assert [d["metadata"]["name"] for d in off if d["kind"] == "ClusterRole"] == [
+        "gpupod-gpupod-operator"
+    ]
+
+
 def test_existing_secret_is_mounted_and_no_secret_is_created(helm: Path, tmp_path: Path) -> None:
     docs = template(
         helm, tmp_path, {"apiKey": {"existingSecret": "yotta", "existingSecretKey": "key"}}
@@ -602,6 +722,9 @@ def test_existing_secret_is_mounted_and_no_secret_is_created(helm: Path, tmp_pat
         ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
         ({"securityContext": {"runAsUser": 0}}, "runAsUser"),
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"orphans": {"mode": "nuke"}}, "orphans/mode"),
+        ({"orphans": {"grace": -1}}, "orphans/grace"),
+        ({"clusterId": "has space"}, "clusterId"),
         (
             {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},
             "needs metrics.enabled",
@@ -628,15 +751,12 @@ def test_crd_comes_from_the_single_source_in_crds(helm: Path, tmp_path: Path) ->
         if path.suffix in (".yaml", ".yml", ".json"):
             for doc in yaml.safe_load_all(path.read_text()):
                 assert doc["kind"] == "CustomResourceDefinition", path
-    # Every CRD under crds/ (GpuPod and the other kinds of hack/crd_*.py), and only those.
     files = sorted(CRD_FILE.parent.glob("*.yaml"))
     assert CRD_FILE in files
     rendered = template(helm, tmp_path, include_crds=True)
-    crds = [d for d in rendered if d["kind"] == "CustomResourceDefinition"]
-    by_name = {d["metadata"]["name"]: d for d in crds}
-    assert len(by_name) == len(crds) == len(files)
     for path in files:
-        assert by_name[path.stem] == yaml.safe_load(path.read_text()), path
+        crd = yaml.safe_load(path.read_text())
+        assert one(rendered, "CustomResourceDefinition", crd["metadata"]["name"]) == crd
     run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
     with tarfile.open(tmp_path / "gpupod-operator-0.1.0.tgz") as tar:
         names = tar.getnames()
@@ -644,7 +764,9 @@ def test_crd_comes_from_the_single_source_in_crds(helm: Path, tmp_path: Path) ->
             member = tar.extractfile(f"gpupod-operator/crds/{path.name}")
             assert member is not None
             assert member.read() == path.read_bytes()
-    assert [n for n in names if "/crds/" in n] == [f"gpupod-operator/crds/{p.name}" for p in files]
+    assert sorted(n for n in names if "/crds/" in n) == [
+        f"gpupod-operator/crds/{p.name}" for p in files
+    ]
     assert "gpupod-operator/values.schema.json" in names
 
 
@@ -801,14 +923,21 @@ def start_as_chart(
     key_file = tmp_path / "api-key"
     key_file.write_text(key + "\n")
     key_file.chmod(0o400)
-    env = {e["name"]: e["value"] for e in chart_container["env"]}
+    env = {e["name"]: e.get("value") for e in chart_container["env"]}
     assert env["YOTTA_API_KEY_FILE"] == f"{API_KEY_MOUNT}/api-key"
+    # The downward API's values, as the kubelet would fill them in for the chart's Pod.
+    home = next(a.split("=", 1)[1] for a in args if a.startswith("--leader-election-namespace="))
+    downward = {"POD_NAME": CHART_POD, "POD_NAMESPACE": home, "POD_UID": "uid-1"}
+    assert set(downward) <= set(env)
     operator = start_operator(
         args=args,
         kubeconfig=identity.kubeconfig,
-        env={"YOTTA_API_KEY": "", "YOTTA_API_KEY_FILE": str(key_file)},
+        env={"YOTTA_API_KEY": "", "YOTTA_API_KEY_FILE": str(key_file), **downward},
     )
     return operator, f"http://127.0.0.1:{metrics_port}/metrics"
+
+
+CHART_POD = "gpupod-operator-5d8c7-abcde"
 
 
 def create_secret(cp: ControlPlane, namespace: str, name: str, data: dict[str, str]) -> None:
@@ -906,6 +1035,16 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
     assert not live_pods(simulator.pods(), f"{ns}-rbac-")
     reasons = pods.event_reasons("rbac")  # Events are best effort: prove they were allowed
     assert "Created" in reasons and "Pausing" in reasons and "Resuming" in reasons
+    # A release on purpose is recorded in the release namespace (the orphans Role).
+    pods.create("kept", deletionPolicy="Orphan")
+    kept = pods.wait_phase("kept", "Running")["podId"]
+    pods.delete("kept")
+    pods.wait_gone("kept")
+    released = cp.request(
+        "GET", f"/api/v1/namespaces/{release_namespace}/configmaps/gpupod-released-pods"
+    )
+    assert [json.loads(v)["podId"] for v in released["data"].values()] == [kept]
+    assert remote(simulator, kept)["status"] == "RUNNING"
     metrics = httpx.get(metrics_url, timeout=5).text
     assert "gpupod_remote_up" in metrics and "\ngpupod_leader 1.0\n" in metrics
     assert_no_permission_trouble(operator)
@@ -931,6 +1070,11 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
         ("get", f"leases.coordination.k8s.io/{lease_name}", "-n", release_namespace),
         ("update", f"leases.coordination.k8s.io/{lease_name}", "-n", release_namespace),
         ("create", "leases.coordination.k8s.io", "-n", release_namespace),
+        ("get", "namespaces/kube-system"),
+        ("get", "configmaps/gpupod-released-pods", "-n", release_namespace),
+        ("patch", "configmaps/gpupod-released-pods", "-n", release_namespace),
+        ("create", "configmaps", "-n", release_namespace),
+        ("create", "events", "-n", release_namespace),
     ):
         assert identity.can_i(*allowed), f"the chart's identity cannot {allowed}"
     assert identity.status("GET", f"/api/v1/namespaces/{ns}/secrets/creds") == 200
@@ -957,6 +1101,12 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
         "delete Events": ("DELETE", f"{core}/namespaces/{ns}/events/anything", None),
         "patch the CRD": ("PATCH", f"/apis/apiextensions.k8s.io/v1/{crd.split('.')[0]}/x", merge),
         "list Namespaces": ("GET", f"{core}/namespaces", None),
+        "get another Namespace": ("GET", f"{core}/namespaces/default", None),
+        "get another ConfigMap": (
+            "GET",
+            f"{core}/namespaces/{release_namespace}/configmaps/kube-root-ca.crt",
+            None,
+        ),
         "create RoleBindings": (
             "POST",
             f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
@@ -1122,10 +1272,19 @@ def test_namespaced_rbac_serves_its_namespace_and_nothing_outside(
             f"{core}/namespaces/{ns}/configmaps",
             {"metadata": {"name": "x"}},
         ),
-        "delete Namespaces": ("DELETE", f"{core}/namespaces/{ns}", None),
+        "patch Namespaces": ("PATCH", f"{core}/namespaces/{ns}", merge),
+        "patch GpuQuotas here": ("PATCH", f"{gp}/namespaces/{ns}/gpuquotas/q", merge),
+        "create GpuTenantPolicies": ("POST", f"{gp}/gputenantpolicies", {"metadata": {}}),
+        "patch GpuQuota status elsewhere": (
+            "PATCH",
+            f"{gp}/namespaces/{other}/gpuquotas/q/status",
+            {"status": {}},
+        ),
     }
     answers = {what: identity.status(*request) for what, request in refused.items()}
     assert answers == dict.fromkeys(refused, 403)
+    # The policy check reads the labels of a GpuPod's namespace (get only, never list).
+    assert identity.status("GET", f"{core}/namespaces/{ns}") == 200
     assert identity.status("GET", f"{core}/namespaces/{ns}/secrets/creds") == 200
     assert identity.status("GET", f"{gp}/namespaces/{ns}/gpupods") == 200
     assert identity.can_i("patch", "gpupods.gpupod.dev", "-n", ns)

@@ -56,13 +56,13 @@ class Objects:
     def finalizers(self, kind: str, name: str) -> list[str]:
         return list(self.items[(kind, NS, name)]["metadata"].get("finalizers") or [])
 
-    async def get_object(self, plural: str, ns: str, name: str) -> dict[str, Any] | None:
+    async def find_object(self, plural: str, ns: str, name: str) -> dict[str, Any] | None:
         self.log.append(f"get {plural}/{name}")
         obj = self.items.get((plural, ns, name))
         return copy.deepcopy(obj) if obj is not None else None
 
     async def get_secret(self, ns: str, name: str) -> dict[str, Any] | None:
-        return await self.get_object("secrets", ns, name)
+        return await self.find_object("secrets", ns, name)
 
     async def _patch(self, kind: str, ns: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         obj = self.items[(kind, ns, name)]
@@ -92,7 +92,7 @@ class Objects:
     ) -> dict[str, Any]:
         return await self._patch("secrets", ns, name, {"metadata": metadata})
 
-    async def namespace_labels(self, name: str) -> dict[str, str]:
+    async def get_namespace_labels(self, name: str) -> dict[str, str] | None:
         return {}
 
 
@@ -130,9 +130,9 @@ class Setup:
         self.objects = Objects(w.log)
         self.clients: list[FakeClient] = []
         self.tenant_pods: dict[str, Pod] = {}
-        for name in ("get_object", "get_secret", "patch_object", "patch_secret_metadata"):
+        for name in ("find_object", "get_secret", "patch_object", "patch_secret_metadata"):
             setattr(w.kube, name, getattr(self.objects, name))
-        w.kube.namespace_labels = self.objects.namespace_labels  # type: ignore[method-assign]
+        w.kube.get_namespace_labels = self.objects.get_namespace_labels  # type: ignore[method-assign]
 
         def new_client(url: str, key: str, qps: float, burst: int) -> Any:
             client = FakeClient(w.log, key, self.tenant_pods)

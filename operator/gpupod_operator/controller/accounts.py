@@ -128,12 +128,12 @@ class Accounts:
         else:
             kube = self._need_kube("spec.accountRef")
             found = {
-                a: await kube.get_object(PLURALS[a.kind], a.namespace, a.name)
+                a: await kube.find_object(PLURALS[a.kind], a.namespace, a.name)
                 for a in acc.candidates(ref, namespace)
             }
         labels: dict[str, str] = {}
         if self._kube is not None and any(acc.needs_labels(o) for o in found.values()):
-            labels = await self._kube.namespace_labels(namespace)
+            labels = await self._kube.get_namespace_labels(namespace) or {}
         return acc.resolve(ref, namespace, found, labels, self.default_namespaces)
 
     # ------------------------------------------------------------ binding (every use)
@@ -150,7 +150,7 @@ class Accounts:
                 f"{account}: the operator does not know its own namespace, where the Secrets of "
                 "ClusterYottaAccounts are: run it with --operator-namespace",
             )
-        obj = await kube.get_object(PLURALS[account.kind], account.namespace, account.name)
+        obj = await kube.find_object(PLURALS[account.kind], account.namespace, account.name)
         source = acc.source_of(account, obj, self.operator_namespace)
         secret = await kube.get_secret(source.secret_namespace, source.secret_name)
         try:
@@ -211,7 +211,7 @@ class Accounts:
         GpuPod then keeps its own finalizer and tries again)."""
         if account is None or account.kind == acc.OPERATOR or self._kube is None:
             return
-        obj = await self._kube.get_object(PLURALS[account.kind], account.namespace, account.name)
+        obj = await self._kube.find_object(PLURALS[account.kind], account.namespace, account.name)
         await self._report_count(account, obj, users_left)
         if users_left > 0 or obj is None:
             return
@@ -229,7 +229,7 @@ class Accounts:
         return [
             (
                 lambda b: b.account_obj,
-                lambda: kube.get_object(plural, ns, name),
+                lambda: kube.find_object(plural, ns, name),
                 lambda meta: kube.patch_object(plural, ns, name, {"metadata": meta}),
             ),
             (

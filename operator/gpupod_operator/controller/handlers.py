@@ -25,7 +25,10 @@ from gpupod_operator.controller.kube import (
 )
 from gpupod_operator.controller.leader import FencedTransport, LeaderElector
 from gpupod_operator.controller.metrics import Metrics
+from gpupod_operator.controller.orphans import attach_orphans, resolve_cluster_id
+from gpupod_operator.controller.policy import PolicyGate
 from gpupod_operator.controller.poller import Poller
+from gpupod_operator.controller.quota import QuotaController
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.controller.runtime import Runtime
 from gpupod_operator.controller.status_writer import StatusWriter
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 CONFIG: OperatorConfig | None = None
 METRICS: Metrics | None = None
 LEADER: LeaderElector | None = None  # with --leader-election: kopf runs only on the holder
+NAMESPACES: tuple[str, ...] = ()  # the watched namespaces; empty: all of them
 
 
 class _DiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -115,6 +119,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         kube = await KubeApi.connect()
     except kopf.LoginError as e:
         raise kopf.PermanentError(str(e)) from None
+    config = await resolve_cluster_id(config, kube)
     events = EventRecorder(kube.post_event)
     memo.events_task = asyncio.create_task(events.run(), name="gpupod-events")
     registry = Registry()
@@ -154,6 +159,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.runtime = Runtime(config, accounts, kube, writer, events, registry, poller, metrics)
     if LEADER is not None:
         memo.runtime.may_create = LEADER.may_create
+    rt: Runtime = memo.runtime
+    rt.policy = PolicyGate(kube)
+    rt.quota = QuotaController(kube, registry, metrics, NAMESPACES, quote=yotta.list_gpu_types)
+    rt.quota.kick = lambda ref: reconciler.reconcile_now(rt, ref)
+    memo.quota_task = asyncio.create_task(rt.quota.run(), name="gpupod-quota")
+    attach_orphans(memo.runtime)
     # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod.
     await poller.poll_once()
     memo.poller_task = asyncio.create_task(poller.run(), name="gpupod-poller")
@@ -162,11 +173,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    task: asyncio.Task[None] | None = memo.get("poller_task")
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    for key in ("poller_task", "quota_task"):
+        task: asyncio.Task[None] | None = memo.get(key)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     rt: Runtime | None = memo.get("runtime")
+    if rt is not None and rt.quota is not None:
+        await rt.quota.aclose()
     if rt is not None:
         await rt.events.drain(within=5)
     events_task: asyncio.Task[None] | None = memo.get("events_task")

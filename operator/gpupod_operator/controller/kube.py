@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -42,6 +43,7 @@ MAX_CONNECTIONS = 20
 # client-go's DefaultBackoff shape, a little longer: an apiserver restart takes seconds.
 RETRY = Backoff(steps=5, duration=0.2, factor=2.5, jitter=0.2, cap=5.0)
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+MERGE_PATCH = "application/merge-patch+json"
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,17 @@ class Gone(KubeError):
     """The object does not exist (any more)."""
 
 
+# Kinds an Event may be about: ours, and the operator's own Pod (orphan reports).
+_API_VERSIONS = {KIND: API_VERSION, "Pod": "v1"}
+
+
 @dataclass(frozen=True)
 class ObjectRef:
     namespace: str
     name: str
     uid: str
     resource_version: str | None = None
+    kind: str = KIND  # for Events; one of _API_VERSIONS
 
     @classmethod
     def of(cls, body: Any) -> ObjectRef:
@@ -73,7 +80,7 @@ class ObjectRef:
         return cls(meta["namespace"], meta["name"], meta["uid"], meta.get("resourceVersion"))
 
     def at(self, resource_version: str | None) -> ObjectRef:
-        return ObjectRef(self.namespace, self.name, self.uid, resource_version)
+        return ObjectRef(self.namespace, self.name, self.uid, resource_version, self.kind)
 
 
 async def load_configuration() -> k8s.Configuration:
@@ -226,6 +233,58 @@ class KubeApi:
         )
         return result
 
+    async def list_gpupods(self, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Every GpuPod in `namespaces` (empty: all), fresh from the API server."""
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces or (None,):
+            result = await self._call(
+                lambda ns=namespace: (  # type: ignore[misc]
+                    self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+                    if ns is None
+                    else self._custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+                )
+            )
+            items.extend(result.get("items") or [])
+        return items
+
+    async def namespace_uid(self, name: str) -> str:
+        """The UID of a namespace (kube-system's is the cluster's identity)."""
+        ns = await self._core_v1("GET", f"/api/v1/namespaces/{name}")
+        return str(ns["metadata"]["uid"])
+
+    async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The data of a ConfigMap, or None when it does not exist."""
+        try:
+            cm = await self._core_v1("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+        except Gone:
+            return None
+        return dict(cm.get("data") or {})
+
+    async def put_configmap_entry(self, namespace: str, name: str, key: str, value: str) -> None:
+        """Set one key of a ConfigMap, creating the ConfigMap if needed. A merge patch of one
+        key: concurrent writers of other keys never undo each other."""
+        path = f"/api/v1/namespaces/{namespace}/configmaps"
+        patch = {"data": {key: value}}
+        for _ in range(3):
+            try:
+                await self._core_v1("PATCH", f"{path}/{name}", patch, MERGE_PATCH)
+                return
+            except Gone:
+                pass
+            try:
+                body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+                await self._core_v1("POST", path, {**body, **patch})
+                return
+            except Conflict:  # created meanwhile by another writer: patch it
+                continue
+        raise KubeError(0, f"could not write ConfigMap {namespace}/{name}")
+
+    async def remove_configmap_entries(self, namespace: str, name: str, keys: list[str]) -> None:
+        """Remove keys of a ConfigMap (a merge patch: other keys are untouched)."""
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+        with contextlib.suppress(Gone):  # no record, nothing to remove
+            await self._core_v1("PATCH", path, {"data": dict.fromkeys(keys)}, MERGE_PATCH)
+
     async def _core_v1(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> Any:
@@ -263,8 +322,8 @@ class KubeApi:
                 "namespace": ref.namespace,
             },
             "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
+                "apiVersion": _API_VERSIONS[ref.kind],
+                "kind": ref.kind,
                 "namespace": ref.namespace,
                 "name": ref.name,
                 "uid": ref.uid,
@@ -280,9 +339,65 @@ class KubeApi:
         }
         await self._core_v1("POST", f"/api/v1/namespaces/{ref.namespace}/events", event)
 
+    # ------------------------------------------------------------ tenancy (policy, quota)
+
+    async def list_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every object of one of our kinds, in `namespace` or (None) in all of them; a kind
+        whose CRD is not installed has none."""
+        try:
+            if namespace is None:
+                result = await self._call(
+                    lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
+                )
+            else:
+                result = await self._call(
+                    lambda: self._custom.list_namespaced_custom_object(
+                        GROUP, VERSION, namespace, plural
+                    )
+                )
+        except Gone:
+            return []
+        return list(result.get("items") or [])
+
+    async def patch_object_status(
+        self, plural: str, namespace: str, name: str, resource_version: str, status: Any
+    ) -> dict[str, Any]:
+        """Merge-patch the status of one of our namespaced kinds, only at `resource_version`
+        (else Conflict): a compare-and-swap."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        result: dict[str, Any] = await self._call(
+            lambda: self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+                _content_type="application/merge-patch+json",
+            )
+        )
+        return result
+
+    async def get_namespace_labels(self, name: str) -> dict[str, str] | None:
+        """The labels of a namespace, or None when it does not exist."""
+        try:
+            namespace = await self._core_v1("GET", f"/api/v1/namespaces/{name}")
+        except Gone:
+            return None
+        return dict((namespace.get("metadata") or {}).get("labels") or {})
+
+    async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        """One object of one of our namespaced kinds, read fresh (Gone if there is none)."""
+        result: dict[str, Any] = await self._call(
+            lambda: self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        )
+        return result
+
     # ------------------------------------------------------------ accounts (controller.accounts)
 
-    async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def find_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One gpupod.dev object (namespace "" for cluster-scoped kinds); None if absent."""
         try:
             if namespace:
@@ -318,7 +433,7 @@ class KubeApi:
                     plural,
                     name,
                     body,
-                    _content_type="application/merge-patch+json",
+                    _content_type=MERGE_PATCH,
                 )
             )
         else:
@@ -328,9 +443,7 @@ class KubeApi:
                 else custom.patch_cluster_custom_object
             )
             result = await self._call(
-                lambda: cluster_call(
-                    GROUP, VERSION, plural, name, body, _content_type="application/merge-patch+json"
-                )
+                lambda: cluster_call(GROUP, VERSION, plural, name, body, _content_type=MERGE_PATCH)
             )
         return result
 
@@ -352,14 +465,6 @@ class KubeApi:
             "PATCH",
             f"/api/v1/namespaces/{namespace}/secrets/{name}",
             {"metadata": metadata},
-            content_type="application/merge-patch+json",
+            content_type=MERGE_PATCH,
         )
         return result
-
-    async def namespace_labels(self, name: str) -> dict[str, str]:
-        """The labels of a namespace ({} if it does not exist)."""
-        try:
-            namespace = await self._core_v1("GET", f"/api/v1/namespaces/{name}")
-        except Gone:
-            return {}
-        return dict((namespace.get("metadata") or {}).get("labels") or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter as Tally
 from collections.abc import Iterable
 from decimal import Decimal
@@ -50,6 +51,11 @@ class Metrics:
         self.status_patches = Counter(
             "gpupod_status_patches", "Status patches written by the poller", registry=registry
         )
+        self.orphan_pods = Gauge(
+            "gpupod_orphan_pods",
+            "Remote pods named by this cluster whose GpuPod no longer exists (last sweep)",
+            registry=registry,
+        )
 
         self.cost = Counter(
             "gpupod_cost_dollars",
@@ -70,6 +76,28 @@ class Metrics:
             "1 while this process is the leader (holds the Lease, or runs without election)",
             registry=registry,
         )
+        self.quota_used = Gauge(
+            "gpupod_quota_used",
+            "What the GpuPods of a namespace hold of its GpuQuota, by resource",
+            ["namespace", "resource"],
+            registry=registry,
+        )
+        self.quota_hard = Gauge(
+            "gpupod_quota_hard",
+            "The GpuQuota limit of a namespace, by resource (the tightest of its quotas)",
+            ["namespace", "resource"],
+            registry=registry,
+        )
+
+    def set_quota(self, namespace: str, values: dict[str, tuple[float, float | None]]) -> None:
+        """(used, hard) per resource; a resource without a limit has no hard series."""
+        for resource, (used, hard) in values.items():
+            self.quota_used.labels(namespace, resource).set(used)
+            if hard is not None:
+                self.quota_hard.labels(namespace, resource).set(hard)
+                continue
+            with contextlib.suppress(KeyError):  # never had one
+                self.quota_hard.remove(namespace, resource)
 
     def observe_call(self, operation: str, result: str) -> None:
         self.remote_calls.labels(operation, result).inc()

@@ -14,7 +14,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gpupod_operator.controller.accounts import Accounts, Binding
@@ -63,6 +63,8 @@ class Poller:
         self.failures = 0  # consecutive failed rounds of the account failing longest
         self._failures: dict[AccountId, int] = {}
         self.last_success: float | None = None
+        # The orphan sweep (controller.orphans), run on each round's list; None: off.
+        self.orphans: Callable[[list[Pod]], Awaitable[None]] | None = None
 
     def poke(self) -> None:
         """Something just changed remotely: poll at the fast pace from now on."""
@@ -109,6 +111,12 @@ class Poller:
                 ok = False
                 continue
             listed.update(pods)
+            if self.orphans is not None and account == AccountId.operator():
+                # The sweep knows the operator's own account only (controller.orphans).
+                try:
+                    await self.orphans(list(pods.values()))
+                except (KubeError, ProviderError) as e:
+                    log.warning("orphan sweep skipped this round: %s", e)
         self.failures = max(self._failures.values(), default=0)
         self._metrics.remote_up.set(1 if ok else 0)
         if ok or len(listed):

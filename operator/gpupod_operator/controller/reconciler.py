@@ -22,6 +22,7 @@ from typing import Any
 
 import kopf
 
+from gpupod_operator.controller import admission
 from gpupod_operator.controller.accounts import Binding
 from gpupod_operator.controller.kube import Conflict, Gone, KubeError, ObjectRef
 from gpupod_operator.controller.runtime import Runtime
@@ -32,7 +33,14 @@ from gpupod_operator.domain import decisions as d
 from gpupod_operator.domain import failures as f
 from gpupod_operator.domain import status as st
 from gpupod_operator.domain.accounts import AccountId, AccountUnavailable
-from gpupod_operator.domain.spec import GpuPodSpec, build_create_request, remote_name, spec_hash
+from gpupod_operator.domain.adoption import CONFIRMING, Adoption, claim_of, owned_elsewhere
+from gpupod_operator.domain.spec import (
+    AdoptMode,
+    GpuPodSpec,
+    build_create_request,
+    remote_name,
+    spec_hash,
+)
 from gpupod_operator.provider import Provider
 from gpupod_operator.yotta import Pod
 
@@ -41,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_STEPS = 12  # actions per handler call; every path to Done/Wait/Stop is shorter
 MAX_REREADS = 3  # fresh reads after a lost compare-and-swap, per handler call
 ACCOUNT_RETRY = 10.0  # seconds before an unusable account (missing Secret ...) is tried again
+ADOPT_CONFIRM = 2.0  # seconds before an adoption is confirmed against the claims seen by then
 
 
 def _now() -> dt.datetime:
@@ -90,6 +99,7 @@ class Attempt:
     observed: st.Observed | None = None
     lookup: d.NameLookup | None = None
     binding: Binding | None = None  # the account, bound once per attempt (`provider`)
+    created: str = ""  # creationTimestamp: the order of quota admission
 
     @classmethod
     def of(cls, rt: Runtime, body: Any) -> Attempt:
@@ -114,9 +124,12 @@ class Attempt:
                 deletion_policy=spec.deletionPolicy,
                 limits=cost.Limits.of(body["spec"]),
                 gpu_count=spec.gpuCount,
+                adopt=_adoption(rt, body, spec),
             ),
             recorded=d.Recorded(
-                remote_name=name or remote_name(meta["namespace"], meta["name"], meta["uid"]),
+                # A stored name wins: GpuPods created under an older name format keep theirs.
+                remote_name=name
+                or remote_name(meta["namespace"], meta["name"], meta["uid"], rt.cluster_id),
                 pod_id=status.get("podId") or None,
                 pending_since=_parse_time(pending.get("since")),
                 spec_hash=status.get("specHash"),
@@ -130,6 +143,7 @@ class Attempt:
             account=AccountId.pinned(status.get("account"), meta["namespace"])
             or (AccountId.operator() if status.get("podId") or pending else None),
             pinned_fp=(status.get("account") or {}).get("keyFingerprint") or None,
+            created=str(meta.get("creationTimestamp") or ""),
         )
 
     # ------------------------------------------------------------ status
@@ -193,7 +207,11 @@ class Attempt:
         """The ONE way to a provider: the pinned account's (or, for a first create, the
         resolved one's), with its key read now (AccountUnavailable: no call may be made)."""
         if self.binding is None:
-            assert self.account is not None, "an account is pinned, or resolved by create()"
+            if self.account is None:
+                # Nothing pinned yet (a first create, or an adoption): resolved now, once, and
+                # pinned by the marker or when the adopted pod is first seen.
+                ns, ref = self.ref.namespace, self.spec.accountRef
+                self.account = await self.rt.accounts.resolve(ns, ref)
             self.binding = await self.rt.accounts.bind(self.account)
         return self.binding.provider
 
@@ -241,7 +259,8 @@ class Attempt:
     # ------------------------------------------------------------ remote reads
 
     async def observe(self) -> None:
-        pod_id = self.recorded.pod_id
+        adopt = self.desired.adopt
+        pod_id = self.recorded.pod_id or (adopt.pod_id if adopt is not None else None)
         assert pod_id is not None
         pod = await (await self.provider()).observe(pod_id)
         self.observed = st.Observed(pod)
@@ -287,14 +306,13 @@ class Attempt:
         self.recorded = replace(self.recorded, pending_since=since)
 
     async def create(self) -> None:
-        if self.account is None:
-            # Resolved once, here; pinned with the marker below and used ever after.
-            self.account = await self.rt.accounts.resolve(self.ref.namespace, self.spec.accountRef)
-        provider = await self.provider()
+        provider = await self.provider()  # resolved now if not pinned: pinned by the marker
         assert self.binding is not None
         secret_values = await resolve_secret_env(self.rt.kube, self.ref.namespace, self.spec)
         request = build_create_request(self.spec, self.recorded.remote_name, secret_values)
         self.fence()
+        # Tenancy: GpuTenantPolicy, then GpuQuota admission (raises admission.Blocked).
+        await admission.before_create(self.rt, self.ref, self.spec, self.created)
         # Stored BEFORE the POST (see the module docstring); if this fails, nothing is created.
         await self.write_marker(_now(), self.binding)
         self.pinned_fp = self.binding.fingerprint
@@ -311,6 +329,7 @@ class Attempt:
         self.fence()
         pod = await provider.create(request)
         self.record_pod(pod)
+        await admission.after_create(self.rt, self.ref, pod)
         self.rt.poller.poke()
         self.rt.events.normal(
             self.ref, "Created", f"created remote pod {pod.id} ({self.recorded.remote_name})"
@@ -349,6 +368,24 @@ class Attempt:
                 await self.create()
             case d.Adopt():
                 await self.adopt(action)
+            case d.TakeOver(pod=pod):
+                # The name the provider reports is the pod's; ours is never given to it.
+                self.recorded = replace(self.recorded, remote_name=pod.name or "")
+                self.record_pod(pod)
+                mode = "Observe" if self.desired.adopt and self.desired.adopt.observe else "Manage"
+                events.normal(
+                    ref, "Adopted", f"took over remote pod {pod.id} ({pod.name}), mode {mode}"
+                )
+                # Confirmed on a second look: a claimant applied at the same moment whose watch
+                # event had not arrived yet is seen then, and the younger one gives way
+                # (domain.adoption) before anything acts on the pod.
+                message = f"confirming that no older GpuPod claims remote pod {pod.id}"
+                self.sync = st.Sync.unknown(CONFIRMING, message)
+                raise kopf.TemporaryError(message, delay=ADOPT_CONFIRM)
+            case d.Disown(pod_id=pod_id):
+                self.recorded = replace(self.recorded, pod_id=None, spec_hash=None)
+                self.facts.update(podId=None, specHash=None, remoteName=None)
+                self.observed = None
             case d.Pause(pod_id=pod_id):
                 # Recorded even if the answer is lost after the pause took effect (see
                 # handlers._DiffBase for why this must reach the status even then).
@@ -381,6 +418,18 @@ class Attempt:
                 self.observed = self.lookup = None
         if isinstance(action, d.Pause | d.Resume | d.Delete):
             self.rt.poller.poke()
+
+
+def _adoption(rt: Runtime, body: Any, spec: GpuPodSpec) -> Adoption | None:
+    """spec.adopt, and whether another GpuPod owns the pod (the registry's claims on it)."""
+    if spec.adopt is None:
+        return None
+    me = claim_of(body)
+    return Adoption(
+        spec.adopt.podId,
+        observe=spec.adopt.mode == AdoptMode.OBSERVE,
+        owned_by=owned_elsewhere(me, rt.registry.claims(spec.adopt.podId)),
+    )
 
 
 async def _fresh(rt: Runtime, ref: ObjectRef) -> Any | None:
@@ -446,6 +495,8 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
                     a.facts["phase"] = phase
                 a.facts["message"] = message
                 a.sync = st.Sync.failed(reason, message)
+                if a.observed is not None and a.observed.gone:
+                    await admission.released(a.rt, a.ref)  # confirmed gone: capacity frees
                 # A move into Failed/Lost/Terminated is announced by the status writer already.
                 announced = st.transition_event(a.status.get("phase"), a.facts, a.recorded.pod_id)
                 # A guardrail's move into Paused/Failed/Terminated is announced by the writer
@@ -474,6 +525,8 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
                 a.sync = st.Sync.failed(policy.reason, message)
                 a.rt.events.warning(a.ref, policy.reason, str(e))
                 a.rt.metrics.reconcile_errors.labels(policy.reason).inc()
+                if isinstance(action, d.Create):
+                    await admission.released(a.rt, a.ref)  # refused: nothing was created
                 return
             raise a.fail(
                 policy.reason, policy.describe(e), f.delay(policy, retry, e.retry_after)
@@ -481,6 +534,9 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
         except SecretMissing as e:
             a.facts.setdefault("phase", a.status.get("phase") or st.Phase.PENDING.value)
             raise a.fail("SecretNotFound", str(e), 10) from None
+        except admission.Blocked as e:
+            a.facts.update(phase=st.Phase.PENDING.value, message=e.message)
+            raise a.fail(e.reason, e.message, e.delay) from None
         except AccountUnavailable as e:
             a.facts.setdefault("phase", a.status.get("phase") or st.Phase.PENDING.value)
             raise a.fail(e.reason, str(e), ACCOUNT_RETRY) from None
@@ -504,7 +560,16 @@ async def _finalize_steps(a: Attempt, retry: int) -> None:
         if unproven is not None:
             raise a.refuse(unproven)
         match action:
-            case d.Release(reason=reason, message=message):
+            case d.Release(reason=reason, message=message, keeps_pod=keeps_pod):
+                if keeps_pod and a.rt.released is not None:
+                    # BEFORE the finalizer goes: the sweep must never take it for an orphan.
+                    try:
+                        await a.rt.released.record(a.ref, a.recorded)
+                    except KubeError as e:
+                        raise kopf.TemporaryError(
+                            f"cannot record the released pod: {e}", delay=f.backoff(retry)
+                        ) from None
+                await admission.released(a.rt, a.ref)
                 try:
                     await a.release_account()
                 except KubeError as e:  # the GpuPod keeps its finalizer until this is done
@@ -541,3 +606,16 @@ async def _finalize_steps(a: Attempt, retry: int) -> None:
         except KubeError as e:
             raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=f.backoff(retry)) from None
     raise kopf.TemporaryError("still deleting", delay=1)
+
+
+async def reconcile_now(rt: Runtime, ref: ObjectRef) -> None:
+    """Reconcile a GpuPod at once, outside kopf's retry timer: a GpuPod waiting for quota
+    when capacity has just freed. Safe next to kopf's own handler: the create marker is a
+    compare-and-swap, so two reconciles of one GpuPod never both create."""
+    body = await _fresh(rt, ref)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        await reconcile(rt, body, 0)
+    except kopf.TemporaryError as e:
+        log.debug("%s/%s: %s", ref.namespace, ref.name, e)

@@ -12,6 +12,7 @@ from typing import Any
 
 from gpupod_operator.controller.kube import ObjectRef
 from gpupod_operator.domain.accounts import AccountId
+from gpupod_operator.domain.adoption import Claim, claim_of
 from gpupod_operator.domain.cost import Limits
 from gpupod_operator.domain.status import TRANSITIONAL
 
@@ -32,6 +33,8 @@ class Tracked:
     # The pinned account (status.account); a pod created before accounts existed: the
     # operator's key. None: nothing created yet.
     account: AccountId | None = None
+    adopt_pod_id: str | None = None  # spec.adopt.podId: the pod's name is not ours
+    claim: Claim | None = None  # what it claims, on adopt_pod_id or pod_id (domain.adoption)
     limits: Limits = field(default_factory=Limits)  # lifetime and price cap (domain.cost)
 
     @classmethod
@@ -51,8 +54,14 @@ class Tracked:
             or (
                 AccountId.operator() if status.get("podId") or status.get("createPending") else None
             ),
+            adopt_pod_id=(spec.get("adopt") or {}).get("podId"),
+            claim=claim_of(body),
             limits=Limits.of(spec),
         )
+
+    @property
+    def adopts(self) -> bool:
+        return self.adopt_pod_id is not None
 
     @property
     def transitional(self) -> bool:
@@ -89,7 +98,17 @@ class Registry:
         return {t.pod_id: t for t in self._by_key.values() if t.pod_id}
 
     def remote_names(self) -> dict[str, Tracked]:
-        return {t.remote_name: t for t in self._by_key.values() if t.remote_name}
+        """GpuPods by the remote name they created under (an adopted pod's name is not ours:
+        another pod may carry the same one)."""
+        return {t.remote_name: t for t in self._by_key.values() if t.remote_name and not t.adopts}
+
+    def claims(self, pod_id: str) -> list[Claim]:
+        """Every GpuPod that records or adopts this remote pod (domain.adoption)."""
+        return [
+            t.claim
+            for t in self._by_key.values()
+            if t.claim is not None and pod_id in (t.pod_id, t.adopt_pod_id)
+        ]
 
     def users(self, account: AccountId) -> int:
         """GpuPods pinned to `account` that still need it. Call right after `release` (no

@@ -10,7 +10,10 @@ from gpupod_operator.controller.accounts import Accounts
 from gpupod_operator.controller.events import EventRecorder
 from gpupod_operator.controller.kube import KubeApi
 from gpupod_operator.controller.metrics import Metrics
+from gpupod_operator.controller.orphans import Released
+from gpupod_operator.controller.policy import PolicyGate
 from gpupod_operator.controller.poller import Poller
+from gpupod_operator.controller.quota import QuotaController
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.controller.status_writer import StatusWriter
 
@@ -29,3 +32,15 @@ class Runtime:
     metrics: Metrics
     # HA (controller.leader): whether a create may start now. Without leader election, always.
     may_create: Callable[[], bool] = field(default=lambda: True)
+    # Tenancy (controller.admission): GpuTenantPolicy and GpuQuota checks before a create.
+    policy: PolicyGate | None = None
+    quota: QuotaController | None = None
+    # Pods released on purpose (deletionPolicy: Orphan, Observe), so the orphan sweep spares
+    # them; None when the operator has no namespace of its own to keep that record in.
+    released: Released | None = None
+
+    @property
+    def cluster_id(self) -> str:
+        """This cluster's identity in remote names, resolved at startup (`--cluster-id`)."""
+        assert self.config.cluster_id, "startup resolves the cluster id before any handler"
+        return self.config.cluster_id

@@ -112,6 +112,11 @@ class Observed:
 
     pod: Pod | None
 
+    @property
+    def gone(self) -> bool:
+        """Confirmed gone: the API does not know the pod, or it is TERMINATED (final)."""
+        return self.pod is None or self.pod.status == PodStatus.TERMINATED
+
 
 def now_iso(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -68,6 +68,19 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
 - apiGroups: ["gpupod.dev"]
   resources: ["gpupods"]
   verbs: ["list", "watch", "patch"]
+# A GpuPod read fresh by name: a waiting GpuPod reconciled as soon as quota frees, and the
+# check that a GpuQuota reservation's GpuPod is really gone before the reservation is dropped.
+- apiGroups: ["gpupod.dev"]
+  resources: ["gpupods"]
+  verbs: ["get"]
+# GpuQuota admission: read the quotas of a namespace fresh, and write their status (the
+# reservations) with a resourceVersion precondition. Never their spec.
+- apiGroups: ["gpupod.dev"]
+  resources: ["gpuquotas"]
+  verbs: ["get", "list"]
+- apiGroups: ["gpupod.dev"]
+  resources: ["gpuquotas/status"]
+  verbs: ["patch"]
 # Status (podId, phase, conditions, ...) is written through the status subresource only.
 - apiGroups: ["gpupod.dev"]
   resources: ["gpupods/status"]
@@ -106,6 +119,11 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
 - apiGroups: ["gpupod.dev"]
   resources: ["clusteryottaaccounts/status"]
   verbs: ["patch"]
+# The GpuTenantPolicies, checked again before every create (read-only: the operator never
+# writes a policy), and the labels of a GpuPod's namespace that their selectors match.
+- apiGroups: ["gpupod.dev"]
+  resources: ["gputenantpolicies"]
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get"]
@@ -115,6 +133,13 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+{{- end }}
+{{- if not .Values.clusterId }}
+# The default cluster id (remote pod names): the UID of the kube-system namespace, read once.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  resourceNames: ["kube-system"]
+  verbs: ["get"]
 {{- end }}
 {{- end }}
 
