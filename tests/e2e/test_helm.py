@@ -315,13 +315,6 @@ def lease_rules(name: str) -> list[Doc]:
     ]
 
 
-# The default cluster id is the kube-system namespace UID: get on that one namespace only.
-KUBE_SYSTEM_RULE: Doc = {
-    "apiGroups": [""],
-    "resources": ["namespaces"],
-    "resourceNames": ["kube-system"],
-    "verbs": ["get"],
-}
 # Orphans, in the release namespace: the released-pods ConfigMap and Events on the operator Pod.
 ORPHAN_RULES: list[Doc] = [
     {
@@ -348,7 +341,7 @@ def orphans_role(docs: list[Doc]) -> Doc:
 
 
 def unnamed(rules: list[Doc]) -> list[Doc]:
-    """The rules that are not limited to named objects (see KUBE_SYSTEM_RULE)."""
+    """The rules that are not limited to named objects."""
     return [r for r in rules if not r.get("resourceNames")]
 
 
@@ -457,7 +450,7 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
     # cluster-wide RBAC: exactly the namespaced rules plus kopf's read-only CRD watch
     cluster_rules = one(docs, "ClusterRole", "gpupod-gpupod-operator")["rules"]
     assert verbs(unnamed(cluster_rules)) == {**NAMESPACED_RULES, **CRD_RULES, **POLICY_RULES}
-    assert [r for r in cluster_rules if r.get("resourceNames")] == [KUBE_SYSTEM_RULE]
+    assert not [r for r in cluster_rules if r.get("resourceNames")]
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "gpupod-gpupod-operator", "namespace": "gpupod-system"}
@@ -587,7 +580,6 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
             assert binding["metadata"]["namespace"] == "platform"
             continue
         assert binding["subjects"][0]["namespace"] == "platform"
-    # clusterId is set: no need to read the kube-system namespace
     assert verbs(one(docs, "ClusterRole", "ops-gpupod-operator")["rules"]) == {
         **CRD_RULES,
         **POLICY_RULES,
@@ -1072,7 +1064,6 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
         "delete Events": ("DELETE", f"{core}/namespaces/{ns}/events/anything", None),
         "patch the CRD": ("PATCH", f"/apis/apiextensions.k8s.io/v1/{crd.split('.')[0]}/x", merge),
         "list Namespaces": ("GET", f"{core}/namespaces", None),
-        "get another Namespace": ("GET", f"{core}/namespaces/default", None),
         "get another ConfigMap": (
             "GET",
             f"{core}/namespaces/{release_namespace}/configmaps/kube-root-ca.crt",
