@@ -380,6 +380,8 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
     ]
     probe = c["livenessProbe"]
     assert probe["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    # Ready (Available) only once logged in and watching: /readyz on the same port.
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "liveness"}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"liveness": 8080, "metrics": 9090}
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]

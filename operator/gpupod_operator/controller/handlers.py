@@ -169,11 +169,12 @@ async def finalize(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> No
     await reconciler.finalize(memo.runtime, body, retry)
 
 
-@kopf.on.probe(id="remote")
-def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    """Liveness shows the poller's state; it never calls the provider (an outage must not
-    restart-loop the operator)."""
+def liveness_report(memo: Any) -> dict[str, Any]:
+    """The leader's liveness body (`controller.health`): the poller's state, as kopf's probe
+    showed it. It never calls the provider (an outage must not restart-loop the operator)."""
     rt: Runtime | None = memo.get("runtime")
     if rt is None:
         return {}
-    return {"lastSuccessfulPoll": rt.poller.last_success, "failedPolls": rt.poller.failures}
+    return {
+        "remote": {"lastSuccessfulPoll": rt.poller.last_success, "failedPolls": rt.poller.failures}
+    }
