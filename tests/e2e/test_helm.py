@@ -690,7 +690,11 @@ def test_pod_template_meets_the_restricted_pod_security_standard(
             "pod-security.kubernetes.io/enforce-version": "latest",
         },
     )
-    deployment = one(template(helm, tmp_path, ALL_OPTIONS, namespace=ns), "Deployment")
+    docs = template(helm, tmp_path, ALL_OPTIONS, namespace=ns)
+    # ServiceAccount admission (on, as in any cluster) refuses a pod whose SA does not exist:
+    # the chart's own SA first, as `helm install` creates it.
+    kubectl_apply(control_plane, [one(docs, "ServiceAccount")], dry_run=False)
+    deployment = one(docs, "Deployment")
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -89,7 +89,10 @@ class Health:
         app = web.Application()
         app.router.add_get(self.path, self._live)
         app.router.add_get(READINESS_PATH, self._ready)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        # No access log: the kubelet probes every few seconds.
+        self._runner = web.AppRunner(
+            app, handle_signals=False, shutdown_timeout=1.0, access_log=None
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port, reuse_address=True).start()
 
