@@ -16,7 +16,9 @@ from gpupod_operator.devenv.controlplane import ControlPlane
 from gpupod_operator.devenv.node import LocalNode
 from gpupod_operator.devenv.simulator_process import SimulatorProcess
 
-from ..e2e.gpupods import GpuPods, condition, wait_for
+from ..e2e.gpupods import GpuPods, condition, manifest, wait_for
+from ..tools import built_helm
+from .prometheus import Prometheus, assert_every_panel_has_data
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "gpupod-operator"
@@ -26,11 +28,7 @@ SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
 
 @pytest.fixture(scope="module")
 def helm() -> Path:
-    built = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-helm.sh")], capture_output=True, text=True
-    )
-    assert built.returncode == 0, built.stderr[-2000:]
-    return Path(built.stdout.strip().splitlines()[-1])
+    return built_helm()
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +82,33 @@ def creates(sim: SimulatorProcess) -> int:
     return sum(sim.stats()["requests"].get("create", {}).values())
 
 
+def check_dashboard(
+    plane: ControlPlane, pod: dict[str, Any], gpupods: GpuPods, run_dir: Path
+) -> None:
+    """A real Prometheus scrapes the operator pod's metrics port; every panel of the installed
+    dashboard ConfigMap gets a series. A GpuPod whose Secret is missing makes the reconcile
+    error panel's series exist (counters with labels appear on their first increment)."""
+    broken = manifest("needs-secret")
+    broken["spec"]["env"] = [
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "token"}}}
+    ]
+    gpupods.apply(broken)
+    configmap = plane.request(
+        "GET", f"/api/v1/namespaces/{RELEASE_NS}/configmaps/{RELEASE}-gpupod-operator-dashboard"
+    )
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    prometheus = Prometheus(run_dir, f"{pod['status']['podIP']}:9090").start()
+    try:
+        found = assert_every_panel_has_data(prometheus, configmap["data"]["gpupod-operator.json"])
+    finally:
+        prometheus.stop()
+    assert len(found) >= 10, found
+    gpupods.delete("needs-secret")
+    gpupods.wait_gone("needs-secret", timeout=60)
+
+
 def test_install_run_restart_upgrade_uninstall(
-    node: tuple[ControlPlane, LocalNode], helm: Path, simulator: SimulatorProcess
+    node: tuple[ControlPlane, LocalNode], helm: Path, simulator: SimulatorProcess, tmp_path: Path
 ) -> None:
     plane, _local = node
     plane.create_namespace(RELEASE_NS)
@@ -102,7 +125,8 @@ def test_install_run_restart_upgrade_uninstall(
     # helm --wait: until the Deployment is Available, which the readinessProbe makes mean
     # "logged in and watching".
     install = ["--set", "image.pullPolicy=Never", "--set", f"apiUrl={simulator.url}"]
-    install += ["--set", "fastSyncInterval=1", "--wait", "--timeout=3m"]
+    install += ["--set", "fastSyncInterval=1", "--set", "grafanaDashboard.enabled=true"]
+    install += ["--wait", "--timeout=3m"]
     run_helm(helm, plane, "install", RELEASE, str(CHART), "-n", RELEASE_NS, *install)
     assert available(plane)
     first = wait_for(lambda: ready_pod(plane), 60, "the operator pod Ready")
@@ -120,6 +144,7 @@ def test_install_run_restart_upgrade_uninstall(
     plane.kubectl("apply", "-n", team, "-f", "-", input=example)
     gpupods.wait_phase("hello-gpu", "Running", timeout=90)
     assert creates(simulator) == 1
+    check_dashboard(plane, first, gpupods, tmp_path)
 
     # kubectl delete pod: the Deployment starts another one, which resumes without re-creating.
     old = first["metadata"]["name"]

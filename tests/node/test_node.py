@@ -47,6 +47,18 @@ SERVER_POD = {
 }
 
 
+def _one_shot(name: str, **container: Any) -> dict[str, Any]:
+    """SERVER_POD as a run-to-completion Pod: no probe, restartPolicy Never, ``container``
+    fields (command or args) instead of the server's command."""
+    body: dict[str, Any] = json.loads(json.dumps(SERVER_POD))
+    body["metadata"]["name"] = name
+    body["spec"]["restartPolicy"] = "Never"
+    spec = body["spec"]["containers"][0]
+    del spec["command"], spec["readinessProbe"]
+    spec.update(container)
+    return body
+
+
 def _pod(plane: ControlPlane, namespace: str, body: dict[str, Any]) -> str:
     plane.request("POST", f"/api/v1/namespaces/{namespace}/pods", body)
     return str(body["metadata"]["name"])
@@ -98,13 +110,7 @@ def test_a_scheduled_pod_serves_and_passes_its_probe(node: tuple[ControlPlane, L
 def test_the_operator_image_runs_its_entrypoint(node: tuple[ControlPlane, LocalNode]) -> None:
     plane, _local = node
     ns = plane.create_namespace("node-help")
-    body = json.loads(json.dumps(SERVER_POD))
-    body["metadata"]["name"] = "help"
-    body["spec"]["restartPolicy"] = "Never"
-    container = body["spec"]["containers"][0]
-    del container["command"], container["readinessProbe"]
-    container["args"] = ["--help"]
-    phase, logs = _run_to_completion(plane, ns, body)
+    phase, logs = _run_to_completion(plane, ns, _one_shot("help", args=["--help"]))
     assert phase == "Succeeded", logs
     assert "usage: gpupod-operator" in logs
 
@@ -121,19 +127,14 @@ def test_pods_reach_a_simulator_on_the_bridge_address(
         with urllib.request.urlopen(f"{simulator.url}/_sim/stats", timeout=5) as answer:
             assert answer.status == 200
         ns = plane.create_namespace("node-sim")
-        body = json.loads(json.dumps(SERVER_POD))
-        body["metadata"]["name"] = "client"
-        body["spec"]["restartPolicy"] = "Never"
-        container = body["spec"]["containers"][0]
-        del container["readinessProbe"]
-        container["command"] = [
+        command = [
             "python3",
             "-c",
             "import sys, urllib.request as u; "
             "print(u.urlopen(sys.argv[1] + '/_sim/stats', timeout=10).status)",
             simulator.url,
         ]
-        phase, logs = _run_to_completion(plane, ns, body)
+        phase, logs = _run_to_completion(plane, ns, _one_shot("client", command=command))
         assert phase == "Succeeded", logs
         assert logs.strip() == "200"
     finally:
@@ -161,12 +162,7 @@ def test_a_pod_logs_in_with_its_service_account_through_the_kubernetes_service(
     (10.0.0.1, the Service's ClusterIP, verified against the serving cert) and port 443."""
     plane, _local = node
     ns = plane.create_namespace("node-login")
-    body = json.loads(json.dumps(SERVER_POD))
-    body["metadata"]["name"] = "login"
-    body["spec"]["restartPolicy"] = "Never"
-    container = body["spec"]["containers"][0]
-    del container["readinessProbe"]
-    container["command"] = ["python3", "-c", LOGIN]
-    phase, logs = _run_to_completion(plane, ns, body)
+    command = ["python3", "-c", LOGIN]
+    phase, logs = _run_to_completion(plane, ns, _one_shot("login", command=command))
     assert phase == "Succeeded", logs
     assert logs.split() == ["10.0.0.1", "443", f"system:serviceaccount:{ns}:default"]

@@ -109,6 +109,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     events = EventRecorder(kube.post_event)
     memo.events_task = asyncio.create_task(events.run(), name="gpupod-events")
     registry = Registry()
+    metrics.track_deletions(lambda: [t.deleting_since for t in registry.all()])
     writer = StatusWriter(kube, registry, events, metrics)
     poller = Poller(
         provider,

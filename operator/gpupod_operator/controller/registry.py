@@ -7,6 +7,7 @@ Only the few fields it needs are kept, never whole bodies.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,13 @@ from gpupod_operator.controller.kube import ObjectRef
 from gpupod_operator.domain.status import TRANSITIONAL
 
 _TRANSITIONAL = frozenset(p.value for p in TRANSITIONAL)
+
+
+def _unix(timestamp: str | None) -> float | None:
+    """An RFC 3339 timestamp of the API (``2026-12-02T00:00:00Z``) as Unix seconds."""
+    if not timestamp:
+        return None
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -27,6 +35,7 @@ class Tracked:
     pending: bool
     deleting: bool
     status: dict[str, Any] = field(default_factory=dict)
+    deleting_since: float | None = None  # deletionTimestamp, Unix seconds
 
     @classmethod
     def of(cls, body: Any) -> Tracked:
@@ -41,6 +50,7 @@ class Tracked:
             pending=bool(status.get("createPending")),
             deleting=bool(meta.get("deletionTimestamp")),
             status={k: v for k, v in status.items() if k != "createPending"},
+            deleting_since=_unix(meta.get("deletionTimestamp")),
         )
 
     @property
