@@ -185,3 +185,6 @@ def test_install_run_restart_upgrade_uninstall(
         "json",
     ).stdout
     assert json.loads(left)["items"] == []
+    # Left: the operator's Lease, runtime state helm never owned. It is NOT released: helm
+    # deletes the RBAC objects with the Deployment, so the last leader's release on SIGTERM is
+    # refused; it expires after leaseDurationSeconds (a reinstall waits that long to lead).

@@ -34,6 +34,7 @@ from gpupod_operator.yotta import YottaClient
 RESOURCE = (GROUP, VERSION, PLURAL)
 PREFIX = GROUP  # our finalizer, progress and diffbase annotations: gpupod.dev/...
 log = logging.getLogger(__name__)
+STARTUP_POLL_SECONDS = 5.0  # how long startup waits for the first poll of the Yotta API
 
 # Set by the CLI before kopf starts (kopf handlers cannot take constructor arguments).
 CONFIG: OperatorConfig | None = None
@@ -123,9 +124,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.runtime = Runtime(config, provider, kube, writer, events, registry, poller, metrics)
     if LEADER is not None:
         memo.runtime.may_create = LEADER.may_create
-    # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod.
-    await poller.poll_once()
-    memo.poller_task = asyncio.create_task(poller.run(), name="gpupod-poller")
+    # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod. But
+    # bounded: kopf's watch (and so readiness) starts only after this handler, and must not
+    # wait on a slow Yotta API; past the bound the first poll ends in the background.
+    first = asyncio.create_task(poller.poll_once(), name="gpupod-first-poll")
+    await asyncio.wait({first}, timeout=STARTUP_POLL_SECONDS)
+
+    async def poll_forever() -> None:
+        await asyncio.gather(first, return_exceptions=True)  # cancelled with this task
+        await poller.run()
+
+    memo.poller_task = asyncio.create_task(poll_forever(), name="gpupod-poller")
     log.info("gpupod-operator started against %s", config.api_url)
 
 

@@ -63,7 +63,7 @@ class Health:
         return self.elector is not None and not self.elector.leading
 
     def readiness(self) -> tuple[bool, str]:
-        if self.elector is not None and not self.elector.leading:
+        if self.elector is not None and self._standby():
             if self.elector.participating:
                 return True, "standby: taking part in the election"
             return False, "standby: the Lease could not be read yet"
