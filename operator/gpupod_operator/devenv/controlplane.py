@@ -394,18 +394,26 @@ class ControlPlane:
             if exc.status != 409:
                 raise
         if self.with_controller_manager:
-            self._wait_exists(f"/api/v1/namespaces/{name}/serviceaccounts/default", 30.0)
+            self._wait_default_service_account(name)
         return name
 
-    def _wait_exists(self, path: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def _wait_default_service_account(self, namespace: str) -> None:
+        """Milliseconds once kube-controller-manager runs; its first start can take longer
+        on a busy machine, hence the start timeout."""
+        path = f"/api/v1/namespaces/{namespace}/serviceaccounts/default"
+        deadline = time.monotonic() + self.start_timeout
         while True:
             try:
                 self.request("GET", path, timeout=5)
                 return
             except ApiError as exc:
-                if exc.status != 404 or time.monotonic() > deadline:
+                if exc.status != 404:
                     raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"no ServiceAccount {namespace}/default after {self.start_timeout:g}s: "
+                    "kube-controller-manager creates it (see its log)"
+                )
             time.sleep(0.05)
 
     def apply_crds(self, directory: Path, timeout: float = 60.0) -> list[str]:
