@@ -6,7 +6,6 @@ tests never skip there; run alone without promtool they fail with that hint.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,6 @@ ALERTS = {
     "GpuPodOrphans",
     "GpuPodQuotaExhausted",
 }
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool missing: `make rules-test` installs it (apt-get install prometheus)")
-    return path
 
 
 @pytest.fixture(scope="module")
