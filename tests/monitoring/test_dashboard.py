@@ -17,26 +17,12 @@ from prometheus_client import CollectorRegistry
 from gpupod_operator.controller.metrics import Metrics
 
 from ..node.prometheus import panel_queries
-from ..tools import built_helm
-from .test_rules import CHART
+from ..tools import render_one
 
 
 @pytest.fixture(scope="module")
 def queries() -> dict[str, str]:
-    rendered = subprocess.run(
-        [
-            str(built_helm()),
-            "template",
-            "gpo",
-            str(CHART),
-            "--show-only=templates/grafana-dashboard.yaml",
-            "--set=grafanaDashboard.enabled=true",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    configmap = yaml.safe_load(rendered)
+    configmap = render_one("grafana-dashboard.yaml", "grafanaDashboard.enabled=true")
     assert configmap["kind"] == "ConfigMap"
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     (name, text), *others = configmap["data"].items()

@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ..tools import built_helm
+from ..tools import render_one
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "deploy" / "helm" / "gpupod-operator"
 ALERTS = {
     "GpuPodProviderDown",
     "GpuPodReconcileErrors",
@@ -28,20 +26,7 @@ ALERTS = {
 
 @pytest.fixture(scope="module")
 def rules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rendered = subprocess.run(
-        [
-            str(built_helm()),
-            "template",
-            "gpo",
-            str(CHART),
-            "--show-only=templates/prometheusrule.yaml",
-            "--set=prometheusRule.enabled=true",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rule = yaml.safe_load(rendered)
+    rule = render_one("prometheusrule.yaml", "prometheusRule.enabled=true")
     assert rule["kind"] == "PrometheusRule"
     path = tmp_path_factory.mktemp("rules") / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
