@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Generate crds/gpupods.gpupod.dev.yaml, the GpuPod CustomResourceDefinition.
+"""Generate crds/gpupods.gpupod.dev.yaml, the GpuPod CustomResourceDefinition, and the
+other kinds' CRDs, which hack/crd_*.py modules build with this file's helpers.
 
 This file is the single source of truth for the CRD's shape and text. Its numbers are not
 typed here: the API's limits come from gpupod_operator/api_limits.py (which the simulator
 validates with) and the GpuPod's own bounds from domain/spec.py (which GpuPodSpec is built
 from); tests/unit/test_crd_schema.py fails if the CRD and GpuPodSpec differ. Edit, then run
 
-    .venv/bin/python hack/gen_crd.py            # rewrite crds/gpupods.gpupod.dev.yaml
-    .venv/bin/python hack/gen_crd.py --check    # exit 1 if the committed file is stale
+    .venv/bin/python hack/gen_crd.py            # rewrite the stale files under crds/
+    .venv/bin/python hack/gen_crd.py --check    # exit 1 if a committed file is stale
 
 tests/unit/test_crd_schema.py fails when the committed YAML differs from this script's output.
 
@@ -18,6 +19,7 @@ POST /v2/pods (reference/yotta-pods-api.md section 2.2) in camelCase.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,9 +31,15 @@ from gpupod_operator import api_limits as limits
 from gpupod_operator.api_limits import ImagePublicType, Length, Range, ResourceType
 from gpupod_operator.domain.spec import (
     ABSOLUTE_PATH_PATTERN,
+    DECIMAL,
+    DECIMAL_PATTERN,
     DEFAULT_PROTOCOL,
     DNS_SUBDOMAIN_PATTERN,
+    DURATION,
+    DURATION_PATTERN,
     ENV_NAME_PATTERN,
+    POD_ID,
+    POD_ID_PATTERN,
     PROTOCOL,
     REGION_PATTERN,
     SECRET_KEY,
@@ -60,7 +68,7 @@ HEADER = """\
 """
 
 # Spec fields that may change in place; every other spec field is a create-time field.
-MUTABLE_SPEC_FIELDS = ("paused", "deletionPolicy", "updatePolicy")
+MUTABLE_SPEC_FIELDS = ("paused", "deletionPolicy", "updatePolicy", "lifetime", "maxPricePerHour")
 
 # The bounds below come from the API limits table (gpupod_operator.api_limits) and the
 # GpuPod's own bounds in domain/spec.py, which GpuPodSpec reads too: no number is typed twice.
@@ -481,13 +489,95 @@ SPEC_PROPERTIES: dict[str, Schema] = {
     ),
 }
 
-SPEC_REQUIRED = ["image"]
+ACCOUNT_REF = obj(
+    "The Yotta account the remote pod is created in and billed to. Omitted: the "
+    "YottaAccount named default in this namespace if it exists, else the ClusterYottaAccount "
+    "named default if it allows this namespace, else the operator's own key. Create-time "
+    "field: immutable unless updatePolicy is Recreate.",
+    {
+        "kind": string(
+            "YottaAccount (in this namespace) or ClusterYottaAccount (set up by the platform "
+            "team for the namespaces it allows).",
+            enum=["YottaAccount", "ClusterYottaAccount"],
+        ),
+        "name": bounded_string(
+            "Name of the account object.", SECRET_NAME, pattern=DNS_SUBDOMAIN_PATTERN
+        ),
+    },
+    required=["kind", "name"],
+)
+
+LIFETIME = obj(
+    "Stop paying for a forgotten pod: after maxRunDuration of RUNNING (billed) time, summed "
+    "across pause/resume and operator restarts, the operator pauses or deletes the remote "
+    "pod. Mutable: raising maxRunDuration extends the lifetime, within the tenant policy.",
+    {
+        "maxRunDuration": bounded_string(
+            "Running time allowed, as a duration of hours, minutes and seconds: 8h, 90m, 1h30m.",
+            DURATION,
+            pattern=DURATION_PATTERN,
+        ),
+        "action": string(
+            "What happens at expiry. Pause (default): the pod keeps its volumes and stops "
+            "billing for GPUs. Delete: the remote pod is terminated and the GpuPod is kept "
+            "with phase Terminated.",
+            enum=["Pause", "Delete"],
+            default="Pause",
+        ),
+    },
+    required=["maxRunDuration"],
+)
+
+ADOPT = obj(
+    "Take over an existing remote pod (for example one created in the Yotta console) instead "
+    "of creating one. image and gpuType may then be omitted. Create-time field: immutable "
+    "unless updatePolicy is Recreate.",
+    {
+        "podId": bounded_string(
+            "ID of the remote pod, as a decimal string.", POD_ID, pattern=POD_ID_PATTERN
+        ),
+        "mode": string(
+            "Manage (default): the GpuPod pauses, resumes and deletes the pod like one it "
+            "created. Observe: the GpuPod only mirrors its status; deleting the GpuPod leaves "
+            "the pod running.",
+            enum=["Manage", "Observe"],
+            default="Manage",
+        ),
+    },
+    required=["podId"],
+)
+
+SPEC_PROPERTIES.update(
+    {
+        "accountRef": ACCOUNT_REF,
+        "lifetime": LIFETIME,
+        "maxPricePerHour": bounded_string(
+            'Highest price per hour, in US dollars as a decimal string ("2.50"), this pod '
+            "may cost. A remote pod whose price is above it is deleted before it runs and the "
+            "GpuPod fails with reason PriceExceeded; it is not created again by itself. "
+            "Mutable.",
+            DECIMAL,
+            pattern=DECIMAL_PATTERN,
+        ),
+        "adopt": ADOPT,
+    }
+)
+
+SPEC_REQUIRED: list[str] = []
 
 SPEC_RULES: list[Schema] = [
     rule(
-        "(has(self.resourceType) && self.resourceType == 'CPU') || has(self.gpuType)",
+        "has(self.image) || has(self.adopt)",
+        "spec.image is required: set the container image to run, or set spec.adopt to take "
+        "over an existing remote pod",
+        field_path=".image",
+        reason="FieldValueRequired",
+    ),
+    rule(
+        "(has(self.resourceType) && self.resourceType == 'CPU') || has(self.gpuType)\n"
+        "|| has(self.adopt)",
         "spec.gpuType is required when spec.resourceType is GPU (the default): set a GPU type "
-        "such as NVIDIA_RTX_4090_24G, or set spec.resourceType: CPU",
+        "such as NVIDIA_RTX_4090_24G, or set spec.resourceType: CPU (or spec.adopt)",
         field_path=".gpuType",
         reason="FieldValueRequired",
     ),
@@ -527,10 +617,10 @@ def spec_schema() -> Schema:
     rules = SPEC_RULES + [immutability_rule(f, f in SPEC_REQUIRED) for f in immutable]
     return obj(
         "Desired state of the remote Yotta GPU pod; mirrors the create request of the Yotta "
-        "Pods API (POST /v2/pods). Every field except paused, deletionPolicy and updatePolicy "
-        "is a create-time field: the API cannot update a pod, so while updatePolicy is Reject "
-        "the API server refuses changes to them, and with Recreate the operator replaces the "
-        "remote pod.",
+        "Pods API (POST /v2/pods). Every field except paused, deletionPolicy, updatePolicy, "
+        "lifetime and maxPricePerHour is a create-time field: the API cannot update a pod, so "
+        "while updatePolicy is Reject the API server refuses changes to them, and with "
+        "Recreate the operator replaces the remote pod.",
         SPEC_PROPERTIES,
         required=SPEC_REQUIRED,
         rules=rules,
@@ -653,6 +743,51 @@ STATUS_PROPERTIES: dict[str, Schema] = {
     "pausedApplied": boolean(
         "The value of spec.paused the operator last applied to the remote pod (pause or resume)."
     ),
+    "account": obj(
+        "The Yotta account the remote pod was created in, pinned at create time: the pod is "
+        "only ever looked up, paused and deleted with this account's key.",
+        {
+            "kind": string("YottaAccount, ClusterYottaAccount, or Operator (the operator's key)."),
+            "name": string("Name of the account object (empty for the operator's key)."),
+            "keyFingerprint": string(
+                "A short one-way fingerprint of the API key the pod was created with (never the "
+                "key): a different fingerprint now means the key was rotated or replaced."
+            ),
+        },
+    ),
+    "cost": obj(
+        "Estimated spend: the provider's price times RUNNING (billed) time. An estimate, not "
+        "the invoice.",
+        {
+            "runningSeconds": integer(
+                "RUNNING time of the remote pod so far, summed across pause/resume and operator "
+                "restarts.",
+                fmt="int64",
+                minimum=0,
+            ),
+            "accrued": string(
+                'Estimated spend so far in US dollars, as a decimal string ("1.30").'
+            ),
+            "countedUntil": string(
+                "The instant runningSeconds and accrued are counted up to (RFC 3339).",
+                fmt="date-time",
+            ),
+            "running": boolean(
+                "Whether the remote pod was RUNNING at countedUntil: the time from then to the "
+                "next observation counts as running time only if it was."
+            ),
+            "guard": string(
+                "The cost guardrail that applies: MaxRunDurationReached (the pod is paused or "
+                "deleted and not resumed by itself) or PriceExceeded (the pod is deleted and not "
+                "created again).",
+                enum=["MaxRunDurationReached", "PriceExceeded"],
+            ),
+        },
+    ),
+    "expiresAt": string(
+        "When spec.lifetime.maxRunDuration runs out if the pod keeps running (RFC 3339).",
+        fmt="date-time",
+    ),
     "replacing": boolean(
         "True while the operator replaces the remote pod (updatePolicy Recreate): the old pod "
         "is being deleted and a new one will be created, even if the spec changes back."
@@ -676,6 +811,8 @@ PRINTER_COLUMNS: list[Schema] = [
     {"name": "Pod ID", "type": "string", "jsonPath": ".status.podId", "priority": 0},
     {"name": "Price/h", "type": "string", "jsonPath": ".status.pricePerHour"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Expires", "type": "string", "jsonPath": ".status.expiresAt", "priority": 1},
+    {"name": "Cost", "type": "string", "jsonPath": ".status.cost.accrued", "priority": 1},
 ]
 
 
@@ -745,9 +882,9 @@ def _represent_cel(dumper: yaml.SafeDumper, data: CelExpression) -> yaml.ScalarN
 _Dumper.add_representer(CelExpression, _represent_cel)
 
 
-def render() -> str:
+def render(document: Schema | None = None) -> str:
     body = yaml.dump(
-        crd(),
+        crd() if document is None else document,
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
@@ -757,25 +894,38 @@ def render() -> str:
     return HEADER + body
 
 
+def documents() -> dict[Path, Schema]:
+    """Every CRD the project ships, by output file: the GpuPod from this file, the other
+    kinds from the hack/crd_*.py modules (each exposes CRDS: a list of CRD documents built
+    with this file's helpers)."""
+    out = {OUTPUT: crd()}
+    sys.path.insert(0, str(Path(__file__).parent))
+    for module_path in sorted(Path(__file__).parent.glob("crd_*.py")):
+        module = importlib.import_module(module_path.stem)
+        for document in module.CRDS:
+            out[ROOT / "crds" / f"{document['metadata']['name']}.yaml"] = document
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 if the committed file is out of date"
+        "--check", action="store_true", help="exit 1 if a committed file is out of date"
     )
     parser.add_argument("--stdout", action="store_true", help="print instead of writing")
     args = parser.parse_args(argv)
-    text = render()
+    texts = {path: render(document) for path, document in documents().items()}
     if args.stdout:
-        sys.stdout.write(text)
+        sys.stdout.write("---\n".join(texts.values()))
         return 0
+    stale = [p for p, text in texts.items() if not p.exists() or p.read_text() != text]
     if args.check:
-        current = OUTPUT.read_text() if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run hack/gen_crd.py", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text)
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is stale: run hack/gen_crd.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(texts[path])
     return 0
 
 

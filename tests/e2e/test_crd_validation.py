@@ -362,6 +362,44 @@ REJECTED: list[Rejected] = [
         {"updatePolicy": "Always"},
         ("spec.updatePolicy: Unsupported value", '"Reject", "Recreate"'),
     ),
+    # accounts, guardrails, adoption
+    Rejected(
+        "account-kind-enum",
+        {"accountRef": {"kind": "Secret", "name": "a"}},
+        ("spec.accountRef.kind: Unsupported value", '"YottaAccount", "ClusterYottaAccount"'),
+    ),
+    Rejected("account-name-missing", {"accountRef": {"kind": "YottaAccount"}}, ("name",)),
+    Rejected(
+        "lifetime-not-a-duration",
+        {"lifetime": {"maxRunDuration": "8 hours"}},
+        ("spec.lifetime.maxRunDuration", "should match"),
+    ),
+    Rejected(
+        "lifetime-days-unsupported",
+        {"lifetime": {"maxRunDuration": "2d"}},
+        ("spec.lifetime.maxRunDuration", "should match"),
+    ),
+    Rejected(
+        "lifetime-action-enum",
+        {"lifetime": {"maxRunDuration": "1h", "action": "Stop"}},
+        ("spec.lifetime.action: Unsupported value", '"Pause", "Delete"'),
+    ),
+    Rejected("price-cap-float", {"maxPricePerHour": 2.5}, ("spec.maxPricePerHour",)),
+    Rejected(
+        "price-cap-negative",
+        {"maxPricePerHour": "-1"},
+        ("spec.maxPricePerHour", "should match"),
+    ),
+    Rejected(
+        "adopt-pod-id-not-decimal",
+        {"adopt": {"podId": "abc"}},
+        ("spec.adopt.podId", "should match"),
+    ),
+    Rejected(
+        "adopt-mode-enum",
+        {"adopt": {"podId": "12", "mode": "Own"}},
+        ("spec.adopt.mode: Unsupported value", '"Manage", "Observe"'),
+    ),
     # structure
     Rejected("unknown-spec-field", {"gpuModel": "H100"}, ('unknown field "spec.gpuModel"',)),
     Rejected(
@@ -465,6 +503,12 @@ ACCEPTED: dict[str, dict[str, Any]] = {
     "ok-persistent-volume-zero": {**BASE, "persistentVolumeInGb": 0},
     "ok-gpu-count-64": {**BASE, "gpuCount": 64},
     "ok-protocols-any-case": {**BASE, "expose": ANY_CASE_EXPOSE},
+    "ok-adopt-without-image-or-gpu-type": {"adopt": {"podId": "388295873923366912"}},
+    "ok-guardrails": {
+        **BASE,
+        "lifetime": {"maxRunDuration": "1h30m", "action": "Delete"},
+        "maxPricePerHour": "2.50",
+    },
 }
 
 DEFAULTS = {

@@ -98,6 +98,19 @@ def gpupod(name: str, status: dict[str, Any], **spec: Any) -> dict[str, Any]:
     }
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386, as the API server applies `application/merge-patch+json`."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
 class FakeKube:
     """GpuPods by name with resourceVersions; a status patch is a JSON merge patch that must
     carry the stored resourceVersion (else Conflict), as on the real API server."""
@@ -137,8 +150,7 @@ class FakeKube:
             raise Gone(404, "not found")
         if ref.resource_version and ref.resource_version != obj["metadata"]["resourceVersion"]:
             raise Conflict(409, "the object has been modified")
-        merged = {**(obj.get("status") or {}), **status}
-        obj["status"] = {k: v for k, v in merged.items() if v is not None}
+        obj["status"] = merge_patch(obj.get("status") or {}, status)
         self.bump(ref.name)
         self.patches.append((ref.name, status))
         return _copy(obj)

@@ -38,6 +38,8 @@ from gpupod_operator.domain.spec import GpuPodSpec, remote_name, spec_hash
 from gpupod_operator.provider import Snapshot
 from gpupod_operator.yotta import CreatePodRequest, Pod
 
+from .fakes import merge_patch
+
 T = TypeVar("T")
 Log = list[str]
 
@@ -204,19 +206,6 @@ def describe_patch(patch: dict[str, Any]) -> str:
             else:
                 marks.append(f"{key}={value}")
     return " ".join(["patch", *marks])
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386, as the API server applies `application/merge-patch+json`."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
 
 
 class FakeKube(KubeApi):

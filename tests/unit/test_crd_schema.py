@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "gpupods.gpupod.dev.yaml"
 GENERATOR_PATH = ROOT / "hack" / "gen_crd.py"
 
-MUTABLE_SPEC_FIELDS = {"paused", "deletionPolicy", "updatePolicy"}
+MUTABLE_SPEC_FIELDS = {"paused", "deletionPolicy", "updatePolicy", "lifetime", "maxPricePerHour"}
 CREATE_TIME_SPEC_FIELDS = {
     "image",
     "imageRegistry",
@@ -44,6 +44,8 @@ CREATE_TIME_SPEC_FIELDS = {
     "expose",
     "persistentVolumes",
     "env",
+    "accountRef",
+    "adopt",
 }
 
 # status field -> (type, format or None)
@@ -65,6 +67,9 @@ STATUS_FIELDS: dict[str, tuple[str, str | None]] = {
     "specHash": ("string", None),
     "pausedApplied": ("boolean", None),
     "replacing": ("boolean", None),
+    "account": ("object", None),
+    "cost": ("object", None),
+    "expiresAt": ("string", "date-time"),
 }
 PHASES = [
     "Pending",
@@ -133,6 +138,13 @@ def load_generator() -> ModuleType:
     return module
 
 
+def test_every_committed_crd_is_the_generator_output() -> None:
+    generator = load_generator()
+    assert generator.main(["--check"]) == 0, "a CRD under crds/ is stale: run hack/gen_crd.py"
+    generated = {path.name for path in generator.documents()}
+    assert generated == {path.name for path in (ROOT / "crds").glob("*.yaml")}
+
+
 def test_committed_file_is_the_generator_output() -> None:
     generator = load_generator()
     assert CRD_PATH.read_text() == generator.render(), (
@@ -199,7 +211,7 @@ def test_spec_strings_and_lists_are_bounded(spec: dict[str, Any]) -> None:
 def test_spec_fields(spec: dict[str, Any]) -> None:
     props = spec["properties"]
     assert set(props) == CREATE_TIME_SPEC_FIELDS | MUTABLE_SPEC_FIELDS
-    assert spec["required"] == ["image"]
+    assert "required" not in spec  # image is required unless adopt is set: a CEL rule
 
     assert props["image"]["minLength"] == 1 and props["image"]["maxLength"] == 255
     assert props["imageRegistry"]["maxLength"] == 255
@@ -305,7 +317,8 @@ def test_cross_field_rules(spec: dict[str, Any]) -> None:
     by_path = {
         r["fieldPath"]: r for r in spec["x-kubernetes-validations"] if "oldSelf" not in r["rule"]
     }
-    assert set(by_path) == {".gpuType", ".persistentMountPath"}
+    assert set(by_path) == {".image", ".gpuType", ".persistentMountPath"}
+    assert by_path[".image"]["rule"] == "has(self.image) || has(self.adopt)"
     assert "has(self.gpuType)" in by_path[".gpuType"]["rule"]
     assert "has(self.persistentMountPath)" in by_path[".persistentMountPath"]["rule"]
     for r in by_path.values():
@@ -319,8 +332,8 @@ def test_one_immutability_rule_per_create_time_field(spec: dict[str, Any]) -> No
     for r, field in zip(transition, fields, strict=True):
         assert "self.updatePolicy == 'Recreate'" in r["rule"], field
         assert f"oldSelf.{field}" in r["rule"], field
-        if field != "image":  # optional fields: adding or removing one is a change too
-            assert f"has(self.{field}) == has(oldSelf.{field})" in r["rule"], field
+        # every field is optional (image only by CEL): adding or removing one is a change too
+        assert f"has(self.{field}) == has(oldSelf.{field})" in r["rule"], field
         assert r["reason"] == "FieldValueForbidden"
         assert r["message"].startswith(f"spec.{field} cannot change while spec.updatePolicy is")
         assert "set spec.updatePolicy: Recreate" in r["message"]
@@ -384,6 +397,8 @@ def test_printer_columns(version: dict[str, Any]) -> None:
         ("Pod ID", "string", ".status.podId", 0),
         ("Price/h", "string", ".status.pricePerHour", 0),
         ("Age", "date", ".metadata.creationTimestamp", 0),
+        ("Expires", "string", ".status.expiresAt", 1),  # -o wide
+        ("Cost", "string", ".status.cost.accrued", 1),
     ]
 
 
@@ -488,3 +503,16 @@ def test_gpupodspec_takes_the_protocols_the_crd_takes(spec: dict[str, Any]) -> N
             assert _parses(expose=[{"port": 1, "protocol": written}]), written
     for wrong in ("UDP", "udp", "", "HTTP2"):
         assert not _parses(expose=[{"port": 1, "protocol": wrong}]), wrong
+
+
+def test_status_cost_holds_the_running_time_checkpoint(root: dict[str, Any]) -> None:
+    """The accounting checkpoint of domain.cost: seconds so far, up to when, running then."""
+    cost = root["properties"]["status"]["properties"]["cost"]["properties"]
+    assert {k: (v["type"], v.get("format")) for k, v in cost.items()} == {
+        "runningSeconds": ("integer", "int64"),
+        "accrued": ("string", None),
+        "countedUntil": ("string", "date-time"),
+        "running": ("boolean", None),
+        "guard": ("string", None),
+    }
+    assert cost["guard"]["enum"] == ["MaxRunDurationReached", "PriceExceeded"]

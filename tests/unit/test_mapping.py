@@ -11,6 +11,7 @@ from gpupod_operator.domain import status as st
 from gpupod_operator.domain.spec import (
     GpuPodSpec,
     build_create_request,
+    parse_duration,
     remote_name,
     spec_hash,
 )
@@ -272,3 +273,36 @@ def test_spec_hash_ignores_reordering_of_set_and_map_lists() -> None:
         }
     )
     assert spec_hash(spec) == spec_hash(reordered)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("8h", 28800), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("1.5h", 5400), ("2h0m30s", 7230)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "8", "2d", "1 h", "h", "-1h"])
+def test_parse_duration_refuses_what_the_crd_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_operator_only_fields_are_never_sent_and_lifetime_does_not_change_the_hash() -> None:
+    base = GpuPodSpec.parse({"image": "x", "gpuType": "G"})
+    full = GpuPodSpec.parse(
+        {
+            "image": "x",
+            "gpuType": "G",
+            "accountRef": {"kind": "YottaAccount", "name": "team"},
+            "lifetime": {"maxRunDuration": "1h"},
+            "maxPricePerHour": "2.50",
+        }
+    )
+    body = build_create_request(full, "n", {}).model_dump(exclude_none=True)
+    assert not {"accountRef", "lifetime", "maxPricePerHour", "adopt"} & set(body)
+    assert body == build_create_request(base, "n", {}).model_dump(exclude_none=True)
+    # a different account is a different pod; a lifetime or a price cap is not
+    assert spec_hash(full) != spec_hash(base)
+    assert spec_hash(full.model_copy(update={"accountRef": None})) == spec_hash(base)

@@ -45,7 +45,9 @@ LEADER: LeaderElector | None = None  # with --leader-election: kopf runs only on
 class _DiffBase(kopf.AnnotationsDiffBaseStorage):
     """kopf's change detection (spec, labels, annotations) plus two status fields the
     reconciler writes BEFORE a remote action whose answer may be lost after it took effect:
-    `pausedApplied` (pause/resume) and `replacing` (the delete of a Recreate).
+    `pausedApplied` (pause/resume) and `replacing` (the delete of a Recreate); and
+    `cost.guard`, which the poller sets when a lifetime or price cap applies (domain.cost), so
+    that the reconciler, and only it, pauses or deletes the pod.
 
     Why: kopf drops a handler waiting to retry when the spec returns to the last handled one.
     Without these fields, flipping `paused` back while a pause's answer was lost left a RUNNING
@@ -55,7 +57,13 @@ class _DiffBase(kopf.AnnotationsDiffBaseStorage):
     """
 
     def build(self, *, body: Any, extra_fields: Any = None) -> Any:
-        fields = [*(extra_fields or ()), "status.pausedApplied", "status.replacing"]
+        fields = [
+            *(extra_fields or ()),
+            "status.pausedApplied",
+            "status.replacing",
+            # Set by the poller when a cost guardrail applies: the reconciler pauses or deletes.
+            "status.cost.guard",
+        ]
         return super().build(body=body, extra_fields=fields)
 
 

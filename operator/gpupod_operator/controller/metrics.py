@@ -59,6 +59,20 @@ class Metrics:
             registry=registry,
         )
 
+        self.cost = Counter(
+            "gpupod_cost_dollars",
+            "Estimated spend accrued by GpuPods while this process counted it (USD; price x "
+            "RUNNING time, an estimate, not the invoice)",
+            ["namespace"],
+            registry=registry,
+        )
+        self.pod_price = Gauge(
+            "gpupod_price_per_hour",
+            "What each GpuPod's remote pod bills per hour now (USD; 0 while paused)",
+            ["namespace", "name"],
+            registry=registry,
+        )
+
         self.leader = Gauge(
             "gpupod_leader",
             "1 while this process is the leader (holds the Lease, or runs without election)",
@@ -91,6 +105,17 @@ class Metrics:
             return max((clock() - t for t in since() if t is not None), default=0.0)
 
         self.deletion_oldest_age.set_function(oldest)
+
+    def add_cost(self, namespace: str, dollars: Decimal) -> None:
+        """Spend a status write added (each interval is counted by one write only)."""
+        if dollars > 0:
+            self.cost.labels(namespace).inc(float(dollars))
+
+    def set_pod_prices(self, prices: dict[tuple[str, str], str]) -> None:
+        """One series per GpuPod with a live remote pod; the others' series go."""
+        self.pod_price.clear()
+        for (namespace, name), price in prices.items():
+            self.pod_price.labels(namespace, name).set(float(Decimal(price)))
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

@@ -21,6 +21,7 @@ from gpupod_operator.controller.kube import KubeError
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.registry import Registry, Tracked
 from gpupod_operator.controller.status_writer import StatusWriter
+from gpupod_operator.domain import cost
 from gpupod_operator.domain import status as st
 from gpupod_operator.domain.decisions import LIVE
 from gpupod_operator.domain.failures import ProviderError
@@ -64,6 +65,11 @@ class Poller:
         while True:
             if self.polled:
                 pace = self.fast_interval if self._registry.any_transitional() else self.interval
+                deadline = cost.next_deadline(
+                    [t.status for t in self._registry.all()], self._clock(), self.interval
+                )
+                if deadline is not None:  # a lifetime to warn about or enforce: be there
+                    pace = min(pace, deadline or self.fast_interval)
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=pace)
@@ -115,13 +121,29 @@ class Poller:
             pod = await self._provider.get(t.pod_id)
         seen = st.Observed(pod)
         now = self._clock()
-        await self._writer.write(
-            t.ref,
-            t.status,
-            t.generation,
-            lambda current, _gen: st.project(current, now=now, gpu_count=t.gpu_count, seen=seen),
-            reread=False,  # someone wrote meanwhile; the next round compares with that
-        )
+        counted: list[cost.Projection] = []
+
+        def compute(current: Any, _gen: int) -> dict[str, Any] | None:
+            # Running time and spend are counted here, from this list (domain.cost).
+            counted[:] = [
+                cost.project(
+                    current,
+                    now=now,
+                    limits=t.limits,
+                    gpu_count=t.gpu_count,
+                    seen=seen,
+                    accrue=True,
+                    warn_within=self.interval,
+                )
+            ]
+            return st.project(
+                current, now=now, gpu_count=t.gpu_count, seen=seen, facts=counted[0].fields
+            )
+
+        # On a conflict, someone wrote meanwhile; the next round counts from that.
+        written = await self._writer.write(t.ref, t.status, t.generation, compute, reread=False)
+        if written is not None and counted[0].expiring is not None:
+            self._events.warning(t.ref, "MaxRunDurationExpiring", counted[0].expiring)
 
     async def _sweep_duplicates(self, pods: list[Pod]) -> None:
         """Delete live pods that carry a GpuPod's exact remote name but are not its pod.
@@ -181,12 +203,17 @@ class Poller:
         phases = [t.status.get("phase") or st.Phase.PENDING.value for t in tracked]
         gpus: list[tuple[str, int]] = []
         prices: list[str] = []
+        per_pod: dict[tuple[str, str], str] = {}
         for t in tracked:
             pod = by_id.get(t.pod_id or "")
             if pod is None or pod.status not in LIVE:
                 continue
             gpus.append((pod.gpuType or t.gpu_type or "unknown", pod.gpuCount or t.gpu_count))
             price = st.price_per_hour(pod, t.gpu_count)
-            if price is not None and pod.status != PodStatus.PAUSED:
-                prices.append(price)
+            if price is not None:
+                billed = price if pod.status != PodStatus.PAUSED else "0"
+                per_pod[(t.ref.namespace, t.ref.name)] = billed
+                if pod.status != PodStatus.PAUSED:
+                    prices.append(price)
         self._metrics.set_inventory(phases, gpus, prices)
+        self._metrics.set_pod_prices(per_pod)

@@ -25,6 +25,7 @@ import kopf
 from gpupod_operator.controller.kube import Conflict, Gone, KubeError, ObjectRef
 from gpupod_operator.controller.runtime import Runtime
 from gpupod_operator.controller.secrets import SecretMissing, resolve_secret_env
+from gpupod_operator.domain import cost
 from gpupod_operator.domain import decisions as d
 from gpupod_operator.domain import failures as f
 from gpupod_operator.domain import status as st
@@ -87,6 +88,7 @@ class Attempt:
         spec = GpuPodSpec.parse(body["spec"])
         pending = status.get("createPending") or {}
         name = pending.get("remoteName") or status.get("remoteName")
+        counted = cost.Checkpoint.of(status)
         synced: dict[str, Any] = next(
             (c for c in status.get("conditions") or [] if c.get("type") == st.SYNCED), {}
         )
@@ -101,6 +103,8 @@ class Attempt:
                 paused=spec.paused,
                 update_policy=spec.updatePolicy,
                 deletion_policy=spec.deletionPolicy,
+                limits=cost.Limits.of(body["spec"]),
+                gpu_count=spec.gpuCount,
             ),
             recorded=d.Recorded(
                 remote_name=name or remote_name(meta["namespace"], meta["name"], meta["uid"]),
@@ -108,6 +112,9 @@ class Attempt:
                 pending_since=_parse_time(pending.get("since")),
                 spec_hash=status.get("specHash"),
                 replacing=bool(status.get("replacing")),
+                running_seconds=counted.running_seconds,
+                price=status.get("pricePerHour"),
+                guard=counted.guard,
             ),
             reported=synced.get("reason") if synced.get("status") != "True" else None,
         )
@@ -115,13 +122,23 @@ class Attempt:
     # ------------------------------------------------------------ status
 
     def _project(self, current: Any, generation: int) -> dict[str, Any] | None:
+        now = _now()
+        # The guardrail as this attempt sees it (the running time is the poller's to count).
+        guarded = cost.project(
+            current,
+            now=now,
+            limits=self.desired.limits,
+            gpu_count=self.spec.gpuCount,
+            seen=self.observed,
+            phase=self.facts.get("phase"),
+        )
         return st.project(
             current,
-            now=_now(),
+            now=now,
             gpu_count=self.spec.gpuCount,
             generation=generation,
             seen=self.observed,
-            facts=self.facts,
+            facts={**guarded.fields, **self.facts},
             sync=self.sync,
         )
 
@@ -342,7 +359,10 @@ async def _reconcile_steps(a: Attempt, retry: int) -> None:
                 a.sync = st.Sync.failed(reason, message)
                 # A move into Failed/Lost/Terminated is announced by the status writer already.
                 announced = st.transition_event(a.status.get("phase"), a.facts, a.recorded.pod_id)
-                if a.reported != reason and announced is None:
+                # A guardrail's move into Paused/Failed/Terminated is announced by the writer
+                # (status.transition_event), whichever writer records it first.
+                by_writer = reason in cost.GUARDS and phase != st.Phase.PENDING.value
+                if a.reported != reason and announced is None and not by_writer:
                     a.rt.events.warning(a.ref, reason, message)
                 return
             case d.Wait(reason=reason, message=message, delay=delay, unsure=unsure):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpupod_operator.controller.kube import ObjectRef
+from gpupod_operator.domain.cost import Limits
 from gpupod_operator.domain.status import TRANSITIONAL
 
 _TRANSITIONAL = frozenset(p.value for p in TRANSITIONAL)
@@ -36,6 +37,7 @@ class Tracked:
     deleting: bool
     status: dict[str, Any] = field(default_factory=dict)
     deleting_since: float | None = None  # deletionTimestamp, Unix seconds
+    limits: Limits = field(default_factory=Limits)  # lifetime and price cap (domain.cost)
 
     @classmethod
     def of(cls, body: Any) -> Tracked:
@@ -51,6 +53,7 @@ class Tracked:
             deleting=bool(meta.get("deletionTimestamp")),
             status={k: v for k, v in status.items() if k != "createPending"},
             deleting_since=_unix(meta.get("deletionTimestamp")),
+            limits=Limits.of(spec),
         )
 
     @property

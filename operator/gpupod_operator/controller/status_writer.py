@@ -17,6 +17,7 @@ from gpupod_operator.controller.events import EventRecorder
 from gpupod_operator.controller.kube import Conflict, Gone, ObjectRef
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.registry import Registry
+from gpupod_operator.domain.cost import accrued_delta
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class StatusWriter:
                 status = fresh.get("status") or {}
                 continue
             self._metrics.status_patches.inc()
+            # The patch applied to exactly `status` (the precondition): its spend is new.
+            self._metrics.add_cost(ref.namespace, accrued_delta(status, patch))
             self._registry.upsert(result)
             # The phase change as written, whoever wrote it: one place for these Events.
             pod_id = patch.get("podId", status.get("podId"))

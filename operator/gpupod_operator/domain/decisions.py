@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from gpupod_operator.domain.spec import DeletionPolicy, UpdatePolicy
+from gpupod_operator.domain import cost
+from gpupod_operator.domain.spec import DeletionPolicy, LifetimeAction, UpdatePolicy
 from gpupod_operator.domain.status import Observed, failed_message, unknown_status_message
 from gpupod_operator.yotta import Pod, PodStatus
 
@@ -33,6 +34,8 @@ class Desired:
     paused: bool = False
     update_policy: UpdatePolicy = UpdatePolicy.REJECT
     deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
+    limits: cost.Limits = field(default_factory=cost.Limits)  # lifetime, price cap
+    gpu_count: int = 1
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ class Recorded:
     pending_since: dt.datetime | None = None  # the create marker: a POST may have happened
     spec_hash: str | None = None
     replacing: bool = False  # we are deleting the pod to create a new one (Recreate)
+    running_seconds: int = 0  # status.cost.runningSeconds (the poller counts them)
+    price: str | None = None  # status.pricePerHour, for when the pod is gone
+    guard: str | None = None  # status.cost.guard
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,10 @@ def reconcile(
                     WAIT_TRANSITION,
                     unsure=True,
                 )
+        if cost.guard(desired.limits, recorded.running_seconds, None, None, False) == cost.LIFETIME:
+            # E.g. a Recreate after the lifetime was spent: a new pod would only be stopped.
+            message = cost.message(cost.LIFETIME, desired.limits, recorded.running_seconds, None)
+            return Stop(cost.LIFETIME, f"no remote pod is created: {message}", "Pending")
         return Create()
 
     if observed is None:
@@ -206,9 +216,12 @@ def reconcile(
         wants_new_spec and desired.update_policy == UpdatePolicy.RECREATE
     )
 
+    guarded = _guarded(desired, recorded, observed)
     if pod is None or pod.status == PodStatus.TERMINATED:
         if recreate:
             return Forget()
+        if guarded is not None:
+            return guarded
         if pod is None:
             return Stop("RemotePodLost", f"remote pod {recorded.pod_id} no longer exists", "Lost")
         return Stop(
@@ -221,6 +234,8 @@ def reconcile(
         if pod.status == PodStatus.TERMINATING:
             return Wait("Recreating", f"waiting for remote pod {pod.id} to terminate")
         return Delete(pod.id, reason="the spec changed and updatePolicy is Recreate", replace=True)
+    if guarded is not None:
+        return guarded
     if wants_new_spec:
         return Stop(
             "UpdateRejected",
@@ -249,6 +264,37 @@ def reconcile(
         if pod.status == PodStatus.PAUSING:
             return Wait("WaitingToResume", f"remote pod {pod.id} must be PAUSED before a resume")
     return Done(pod)
+
+
+def _guarded(desired: Desired, recorded: Recorded, observed: Observed) -> Action | None:
+    """The lifetime and the price cap (domain.cost): pause or delete the pod, verify that it
+    got there, then stop. Never resumed or recreated by itself; what lifts a guardrail is in
+    cost.guard (raising maxRunDuration; nothing for a price: delete and re-apply)."""
+    limits, pod = desired.limits, observed.pod
+    price = cost.price_of(observed, desired.gpu_count, recorded.price)
+    live = pod is not None and pod.status not in (PodStatus.TERMINATED, PodStatus.TERMINATING)
+    reason = cost.guard(limits, recorded.running_seconds, price, recorded.guard, live)
+    if reason is None:
+        return None
+    message = cost.message(reason, limits, recorded.running_seconds, price)
+    if reason == cost.PRICE or limits.action == LifetimeAction.DELETE:
+        if pod is None or pod.status == PodStatus.TERMINATED:
+            phase = "Failed" if reason == cost.PRICE else "Terminated"
+            return Stop(reason, message, phase)
+        if pod.status == PodStatus.TERMINATING:
+            return Wait(reason, f"waiting for remote pod {pod.id} to terminate: {message}", 1.0)
+        return Delete(pod.id, reason=message)
+    # Lifetime with action Pause.
+    if pod is None:
+        return None  # lost: reported as such
+    match pod.status:
+        case PodStatus.RUNNING:
+            return Pause(pod.id)
+        case PodStatus.PAUSED:
+            return Stop(reason, message, "Paused")
+        case PodStatus.INITIALIZE | PodStatus.PAUSING:
+            return Wait(reason, f"waiting for remote pod {pod.id} to settle: {message}")
+    return None  # FAILED, TERMINATING, unknown: reported as they are
 
 
 def finalize(

@@ -7,8 +7,10 @@ and tests/unit/test_crd_schema.py fails on any difference between the two.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import re
 from enum import StrEnum
 from operator import itemgetter
 from typing import Annotated, Any
@@ -19,9 +21,14 @@ from gpupod_operator import api_limits as limits
 from gpupod_operator.api_limits import ImagePublicType, Length, Range, ResourceType
 from gpupod_operator.yotta import CreatePodRequest
 
-# Fields that only steer the operator; every other spec field is sent to POST /v2/pods and
-# cannot change on a live remote pod (the API has no update).
-OPERATOR_FIELDS = frozenset({"paused", "deletionPolicy", "updatePolicy"})
+# Fields that only steer the operator and may change at any time; every other spec field is a
+# create-time field and cannot change on a live remote pod (the API has no update).
+OPERATOR_FIELDS = frozenset(
+    {"paused", "deletionPolicy", "updatePolicy", "lifetime", "maxPricePerHour"}
+)
+# Create-time fields that choose where and how the pod is created, not what it is: part of the
+# spec hash (a change replaces the pod under Recreate) but never sent to POST /v2/pods.
+NOT_SENT_FIELDS = frozenset({"accountRef", "adopt"})
 REMOTE_NAME_MAX = limits.NAME.maximum
 
 # The GpuPod's own bounds: Kubernetes idioms, not the API's limits.
@@ -35,6 +42,15 @@ SECRET_KEY = Length(253, minimum=1)
 # Longer than any protocol so that a wrong one gets the CRD rule's message, not "too long".
 PROTOCOL = Length(16)
 DEFAULT_PROTOCOL = "HTTP"
+# A Go duration of hours, minutes and seconds (`8h`, `1h30m`, `90s`): CEL's duration() and
+# parse_duration() both read it.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"
+DURATION = Length(32, minimum=2)
+# US dollars as a decimal string (`2.50`): never a float, so a cap compares exactly.
+DECIMAL_PATTERN = r"^[0-9]{1,6}(\.[0-9]{1,6})?$"
+DECIMAL = Length(13, minimum=1)
+POD_ID_PATTERN = r"^[1-9][0-9]{0,19}$"  # a decimal string: IDs exceed 2^53
+POD_ID = Length(20, minimum=1)
 
 
 def _length(length: Length, pattern: str | None = None) -> Any:
@@ -76,6 +92,30 @@ class UpdatePolicy(StrEnum):
     RECREATE = "Recreate"
 
 
+class AccountKind(StrEnum):
+    YOTTA_ACCOUNT = "YottaAccount"
+    CLUSTER_YOTTA_ACCOUNT = "ClusterYottaAccount"
+
+
+class LifetimeAction(StrEnum):
+    PAUSE = "Pause"
+    DELETE = "Delete"
+
+
+class AdoptMode(StrEnum):
+    MANAGE = "Manage"
+    OBSERVE = "Observe"
+
+
+def parse_duration(value: str) -> dt.timedelta:
+    """`1h30m` -> 90 minutes; the CRD's DURATION_PATTERN has already been checked."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    if not re.fullmatch(DURATION_PATTERN, value):
+        raise ValueError(f"{value!r} is not a duration such as 8h, 90m or 1h30m")
+    seconds = sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)([hms])", value))
+    return dt.timedelta(seconds=seconds)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -107,6 +147,25 @@ class PersistentVolume(_Model):
     needBackup: bool | None = None
 
 
+class AccountRef(_Model):
+    kind: AccountKind
+    name: Annotated[str, _length(SECRET_NAME, DNS_SUBDOMAIN_PATTERN)]
+
+
+class Lifetime(_Model):
+    maxRunDuration: Annotated[str, _length(DURATION, DURATION_PATTERN)]
+    action: LifetimeAction = LifetimeAction.PAUSE
+
+    @property
+    def max_run(self) -> dt.timedelta:
+        return parse_duration(self.maxRunDuration)
+
+
+class Adopt(_Model):
+    podId: Annotated[str, _length(POD_ID, POD_ID_PATTERN)]
+    mode: AdoptMode = AdoptMode.MANAGE
+
+
 def _items(field: str) -> Any:
     return Field(default_factory=list, max_length=limits.MAX_ITEMS[field])
 
@@ -114,7 +173,7 @@ def _items(field: str) -> Any:
 class GpuPodSpec(_Model):
     """The spec as the API server stores it (schema defaults already applied)."""
 
-    image: Annotated[str, _str("image")]
+    image: Annotated[str, _str("image")] | None = None  # required unless adopt is set (CEL)
     imageRegistry: Annotated[str, _str("imageRegistry")] | None = None
     imagePublicType: ImagePublicType = ImagePublicType.PUBLIC
     containerRegistryAuthId: Annotated[int, _range(limits.RESOURCE_ID)] | None = None
@@ -140,6 +199,10 @@ class GpuPodSpec(_Model):
     paused: bool = False
     deletionPolicy: DeletionPolicy = DeletionPolicy.DELETE
     updatePolicy: UpdatePolicy = UpdatePolicy.REJECT
+    accountRef: AccountRef | None = None
+    lifetime: Lifetime | None = None
+    maxPricePerHour: Annotated[str, _length(DECIMAL, DECIMAL_PATTERN)] | None = None
+    adopt: Adopt | None = None
 
     @classmethod
     def parse(cls, spec: Any) -> GpuPodSpec:
@@ -190,7 +253,9 @@ def build_create_request(
         if value is not None:
             env.append({"key": entry.name, "value": value})
     body: dict[str, Any] = {
-        k: v for k, v in spec.create_fields().items() if k not in {"env", "expose", "regions"}
+        k: v
+        for k, v in spec.create_fields().items()
+        if k not in {"env", "expose", "regions"} | NOT_SENT_FIELDS
     }
     body["name"] = name
     if spec.regions:

@@ -308,6 +308,9 @@ _TRANSITION_EVENTS = {
 }
 
 
+_GUARDED_PHASES = frozenset({Phase.PAUSED.value, Phase.FAILED.value, Phase.TERMINATED.value})
+
+
 def transition_event(
     old_phase: str | None, fields: Mapping[str, Any], pod_id: str | None
 ) -> tuple[str, bool, str] | None:
@@ -318,6 +321,10 @@ def transition_event(
     if pod_id is None:
         return None  # no remote pod to report on (e.g. a create the API refused)
     reason, bad = _TRANSITION_EVENTS[phase]
+    guard = (fields.get("cost") or {}).get("guard")
+    if guard and phase in _GUARDED_PHASES:
+        # Stopped by a cost guardrail (domain.cost), not by the provider or outside.
+        return guard, True, str(fields.get("message") or f"remote pod {pod_id} is {phase}")
     if phase == Phase.RUNNING.value:
         where = f" in {fields['region']}" if fields.get("region") else ""
         price = f" at ${fields['pricePerHour']}/h" if fields.get("pricePerHour") else ""
