@@ -426,6 +426,8 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
     ]
     probe = c["livenessProbe"]
     assert probe["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    # Ready (Available) only once logged in and watching: /readyz on the same port.
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "liveness"}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"liveness": 8080, "metrics": 9090}
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
@@ -803,7 +805,11 @@ def test_pod_template_meets_the_restricted_pod_security_standard(
             "pod-security.kubernetes.io/enforce-version": "latest",
         },
     )
-    deployment = one(template(helm, tmp_path, ALL_OPTIONS, namespace=ns), "Deployment")
+    docs = template(helm, tmp_path, ALL_OPTIONS, namespace=ns)
+    # ServiceAccount admission (on, as in any cluster) refuses a pod whose SA does not exist:
+    # the chart's own SA first, as `helm install` creates it.
+    kubectl_apply(control_plane, [one(docs, "ServiceAccount")], dry_run=False)
+    deployment = one(docs, "Deployment")
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
