@@ -1072,7 +1072,6 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
         "delete Events": ("DELETE", f"{core}/namespaces/{ns}/events/anything", None),
         "patch the CRD": ("PATCH", f"/apis/apiextensions.k8s.io/v1/{crd.split('.')[0]}/x", merge),
         "list Namespaces": ("GET", f"{core}/namespaces", None),
-        "get another Namespace": ("GET", f"{core}/namespaces/default", None),
         "get another ConfigMap": (
             "GET",
             f"{core}/namespaces/{release_namespace}/configmaps/kube-root-ca.crt",
