@@ -7,6 +7,7 @@ Only the few fields it needs are kept, never whole bodies.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,13 @@ from gpupod_operator.domain.cost import Limits
 from gpupod_operator.domain.status import TRANSITIONAL
 
 _TRANSITIONAL = frozenset(p.value for p in TRANSITIONAL)
+
+
+def _unix(timestamp: str | None) -> float | None:
+    """An RFC 3339 timestamp of the API (``2026-12-02T00:00:00Z``) as Unix seconds."""
+    if not timestamp:
+        return None
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -35,6 +43,7 @@ class Tracked:
     account: AccountId | None = None
     adopt_pod_id: str | None = None  # spec.adopt.podId: the pod's name is not ours
     claim: Claim | None = None  # what it claims, on adopt_pod_id or pod_id (domain.adoption)
+    deleting_since: float | None = None  # deletionTimestamp, Unix seconds
     limits: Limits = field(default_factory=Limits)  # lifetime and price cap (domain.cost)
 
     @classmethod
@@ -56,6 +65,7 @@ class Tracked:
             ),
             adopt_pod_id=(spec.get("adopt") or {}).get("podId"),
             claim=claim_of(body),
+            deleting_since=_unix(meta.get("deletionTimestamp")),
             limits=Limits.of(spec),
         )
 

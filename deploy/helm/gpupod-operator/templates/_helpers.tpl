@@ -120,7 +120,8 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
   resources: ["clusteryottaaccounts/status"]
   verbs: ["patch"]
 # The GpuTenantPolicies, checked again before every create (read-only: the operator never
-# writes a policy), and the labels of a GpuPod's namespace that their selectors match.
+# writes a policy), and the labels of a GpuPod's namespace that their selectors match (and,
+# without clusterId, the UID of kube-system: the default cluster id in remote pod names).
 - apiGroups: ["gpupod.dev"]
   resources: ["gputenantpolicies"]
   verbs: ["list"]
@@ -133,13 +134,6 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- end }}
-{{- if not .Values.clusterId }}
-# The default cluster id (remote pod names): the UID of the kube-system namespace, read once.
-- apiGroups: [""]
-  resources: ["namespaces"]
-  resourceNames: ["kube-system"]
-  verbs: ["get"]
 {{- end }}
 {{- end }}
 
