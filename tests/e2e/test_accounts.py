@@ -32,6 +32,7 @@ API = "/apis/gpupod.dev/v1alpha1"
 IN_USE = "gpupod.dev/in-use"
 KEYS = [new_api_key(f"tenant{i}") for i in range(3)]
 FAST = ["--sync-interval", "2", "--fast-sync-interval", "0.5"]
+TEAMS = ("team-a", "team-b")  # the README's namespaces
 
 
 @pytest.fixture
@@ -386,7 +387,10 @@ def test_readme_accounts_walkthrough_runs_as_written(
     examples it applies; then what it claims: where each pod is, and nothing left over."""
     cp = control_plane
     cp.create_namespace("gpupod-system")  # where the chart runs the operator
-    start_operator(["team-a", "team-b"], args=[*FAST, "--operator-namespace", "gpupod-system"])
+    # The operator is ready only once it watches its namespaces: they exist before it starts
+    # (their `kubectl create namespace` lines are then checked, not run).
+    made_here = {f"kubectl create namespace {ns}": cp.create_namespace(ns) for ns in TEAMS}
+    start_operator(list(TEAMS), args=[*FAST, "--operator-namespace", "gpupod-system"])
     keys = {"YOUR_KEY": KEYS[0], "SHARED_KEY": KEYS[2], "NEW_KEY": KEYS[0]}
     env = {
         **os.environ,
@@ -402,6 +406,9 @@ def test_readme_accounts_walkthrough_runs_as_written(
                 # Before the namespaces go: each pod is in the account the README says.
                 assert account_of(simulator, "team-a", "tenant-gpu") == [1]
                 assert account_of(simulator, "team-b", "hello-gpu") == [3]
+            if command in made_here:
+                assert get(cp, f"/api/v1/namespaces/{made_here[command]}") is not None
+                continue
             for word, key in keys.items():
                 command = command.replace(word, key)
             result = subprocess.run(
@@ -420,7 +427,8 @@ def test_readme_accounts_walkthrough_runs_as_written(
         assert f'"keyFingerprint":"{fingerprint(KEYS[0])}"' in shown
         assert "ClusterYottaAccount/default" in shown
         assert remote(simulator, "team-a-") == [] and remote(simulator, "team-b-") == []
-        for ns in ("team-a", "team-b"):
+        assert len(made_here) == len(TEAMS)  # the README creates each of them
+        for ns in TEAMS:
             assert get(cp, f"/api/v1/namespaces/{ns}") is None
     finally:
         shared = f"{API}/clusteryottaaccounts/default"
