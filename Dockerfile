@@ -32,7 +32,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 65532:65532
-# 8080: liveness (/healthz), 9090: Prometheus /metrics.
+# 8080: liveness (/healthz) and readiness (/readyz), 9090: Prometheus /metrics.
 EXPOSE 8080 9090
 ENTRYPOINT ["gpupod-operator"]
 CMD ["run", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=9090"]

@@ -6,12 +6,12 @@ VENV_OK := .venv/.installed
 export GPUPOD_CACHE ?= $(HOME)/.cache/gpupod-operator
 export GPUPOD_K8S_BIN_DIR ?= $(GPUPOD_CACHE)/bin/current
 
-.PHONY: run test lint unit e2e dev-up dev-down bench soak control-plane helm image image-test node-e2e clean
+.PHONY: run test lint unit e2e rules-test dev-up dev-down bench soak control-plane helm image image-test node-e2e clean
 
 run: $(VENV_OK) control-plane
 	$(PY) -m gpupod_operator.devenv run $(if $(filter 1,$(NODE)),--node,)
 
-test: lint unit e2e
+test: lint unit rules-test e2e
 
 lint: $(VENV_OK)
 	.venv/bin/ruff check operator tests hack bench
@@ -25,6 +25,12 @@ unit: $(VENV_OK)
 
 e2e: $(VENV_OK) control-plane helm
 	.venv/bin/pytest -q tests/e2e
+
+# The chart's PrometheusRule under `promtool test rules` (Debian's prometheus package provides
+# promtool; installed here when missing, so the tests never skip).
+rules-test: $(VENV_OK) helm
+	@bash hack/ensure-packages.sh promtool:prometheus
+	.venv/bin/pytest -q tests/monitoring
 
 # NODE=1 make dev-up: also a local node (containerd, kubelet, kube-scheduler, CNI bridge).
 dev-up: $(VENV_OK) control-plane
@@ -61,8 +67,12 @@ image:
 image-test: $(VENV_OK)
 	.venv/bin/pytest -q tests/image
 
-# The opt-in local node (containerd, kubelet, kube-scheduler, CNI), for real; not in `make test`.
-node-e2e: $(VENV_OK)
+# The opt-in local node (containerd, kubelet, kube-scheduler, CNI), for real: the image, the chart
+# installed by helm, and Prometheus checking the dashboard. Installs the Debian packages it needs.
+NODE_PACKAGES := containerd:containerd runc:runc iptables:iptables buildah:buildah \
+  mmdebstrap:mmdebstrap /usr/lib/cni/bridge:containernetworking-plugins prometheus:prometheus
+node-e2e: $(VENV_OK) helm
+	@bash hack/ensure-packages.sh $(NODE_PACKAGES)
 	NODE=1 bash hack/build-control-plane.sh >/dev/null
 	.venv/bin/pytest -q tests/node
 

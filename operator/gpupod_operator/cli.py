@@ -34,6 +34,10 @@ def _run(args: argparse.Namespace) -> int:
             burst=args.burst,
             request_timeout=args.request_timeout,
             metrics_port=args.metrics_port,
+            cluster_id=args.cluster_id,
+            orphans=args.orphans,
+            orphan_grace=args.orphan_grace,
+            namespaces=tuple(args.namespace or ()),
         )
     except ConfigError as e:
         print(f"gpupod-operator run: {e}", file=sys.stderr)
@@ -112,25 +116,38 @@ async def _warm_up() -> None:
 async def _operate(args: argparse.Namespace, elector: LeaderElector | None) -> int:
     import kopf
 
+    from gpupod_operator.controller.handlers import liveness_report
+    from gpupod_operator.controller.health import Health
     from gpupod_operator.controller.standby import wait_for_lease
 
-    if elector is not None:
-        await _warm_up()
-        if not await wait_for_lease(elector, args.liveness):
-            return 0
-        elector.start_renewing()
+    health = Health(args.liveness, elector, report=liveness_report) if args.liveness else None
+    if health is not None:
+        await health.start()  # one port for the whole life: standby, leader, shutdown
     try:
-        await kopf.operator(
-            # No kopf peering: one replica, or one leader by Lease (kopf's peering is no lock).
-            standalone=True,
-            clusterwide=args.all_namespaces,
-            namespaces=args.namespace or (),
-            liveness_endpoint=args.liveness,
-        )
-    finally:
         if elector is not None:
-            # kopf has stopped: nothing of ours runs any more, a standby may take over now.
-            await elector.release()
+            await _warm_up()
+            if not await wait_for_lease(elector):
+                return 0
+            elector.start_renewing()
+        memo = kopf.Memo()
+        if health is not None:
+            health.memo = memo
+        try:
+            await kopf.operator(
+                # No kopf peering: one replica, or one leader by Lease (kopf's peering is no lock).
+                standalone=True,
+                clusterwide=args.all_namespaces,
+                namespaces=args.namespace or (),
+                memo=memo,
+                ready_flag=health.started if health is not None else None,
+            )
+        finally:
+            if elector is not None:
+                # kopf has stopped: nothing of ours runs any more, a standby may take over now.
+                await elector.release()
+    finally:
+        if health is not None:
+            await health.stop()
     return 0
 
 
@@ -159,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
     )
     run.add_argument(
-        "--liveness", help="serve liveness at this URL, e.g. http://0.0.0.0:8080/healthz"
+        "--liveness",
+        help="serve liveness at this URL, e.g. http://0.0.0.0:8080/healthz, and readiness at "
+        "/readyz on the same port (ready: logged in to Kubernetes and watching GpuPods)",
     )
     run.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     run.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
@@ -182,6 +201,32 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=15.0,
         help="seconds before a Yotta API request is given up (default 15)",
+    )
+    orphans = run.add_argument_group(
+        "orphans",
+        "Remote pods carrying this cluster's identity whose GpuPod no longer exists "
+        "(README: Keep the bill under control, Orphans).",
+    )
+    orphans.add_argument(
+        "--cluster-id",
+        metavar="ID",
+        help="this cluster's identity in remote names (default: the kube-system namespace UID); "
+        "give each installation sharing a Yotta account its own",
+    )
+    orphans.add_argument(
+        "--orphans",
+        choices=["report", "delete"],
+        default="report",
+        help="report (default): metric, log line and Event per orphan; delete: also terminate "
+        "it after --orphan-grace",
+    )
+    orphans.add_argument(
+        "--orphan-grace",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds an orphan must have been seen before --orphans delete terminates it "
+        "(default 600; counted again from a restart)",
     )
     ha = run.add_argument_group(
         "leader election",

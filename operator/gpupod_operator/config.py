@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr
 
 DEFAULT_API_URL = "https://api.yottalabs.ai"
+ORPHAN_MODES = ("report", "delete")
 
 
 class ConfigError(Exception):
@@ -25,6 +26,18 @@ class OperatorConfig:
     burst: int = 40
     request_timeout: float = 15.0
     metrics_port: int | None = None
+    # Orphans (controller.orphans): this cluster's identity in remote names (None: the
+    # kube-system namespace UID, read at startup), what to do with an orphan, and after how long.
+    cluster_id: str | None = None
+    orphans: str = "report"  # report | delete
+    orphan_grace: float = 600.0
+    # The namespaces the operator watches (empty: all), for the sweep's own GpuPod list.
+    namespaces: tuple[str, ...] = ()
+    # The operator's own Pod (the chart's downward API): where orphan Events go, and the
+    # namespace of the released-pods ConfigMap. None when running outside a cluster.
+    pod_name: str | None = None
+    pod_namespace: str | None = None
+    pod_uid: str | None = None
 
     @staticmethod
     def api_key_from(env: Mapping[str, str]) -> SecretStr:
@@ -50,6 +63,25 @@ class OperatorConfig:
         values: dict[str, object] = {
             "api_url": env.get("YOTTA_API_URL", "").strip() or DEFAULT_API_URL,
             "api_key": cls.api_key_from(env),
+            "pod_name": env.get("POD_NAME", "").strip() or None,
+            "pod_namespace": env.get("POD_NAMESPACE", "").strip() or None,
+            "pod_uid": env.get("POD_UID", "").strip() or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        config = cls(**values)  # type: ignore[arg-type]
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if self.orphans not in ORPHAN_MODES:
+            raise ConfigError(
+                f"--orphans must be one of {', '.join(ORPHAN_MODES)}, not {self.orphans!r}"
+            )
+        if self.orphan_grace < 0:
+            raise ConfigError(
+                f"--orphan-grace must be 0 or more seconds, not {self.orphan_grace:g}"
+            )
+        if self.cluster_id is not None and not self.cluster_id.strip():
+            raise ConfigError(
+                "--cluster-id must not be blank: omit it to use the kube-system namespace UID"
+            )

@@ -207,9 +207,11 @@ def audit_running(
     ever = Counter(str(p["name"]) for p in remote)
     audit = Audit(len(objs), len(live), len(remote))
     owned: Counter[str] = Counter()
+    # The operator's default cluster id: the kube-system namespace UID.
+    cluster_id = cluster.cp.request("GET", "/api/v1/namespaces/kube-system")["metadata"]["uid"]
     for name, obj in objs.items():
         status = obj.get("status") or {}
-        expected = remote_name(cluster.ns, name, obj["metadata"]["uid"])
+        expected = remote_name(cluster.ns, name, obj["metadata"]["uid"], cluster_id)
         audit.creates_per_gpupod[name] = ever[expected]
         if name in absent:
             assert not status.get("podId") and not ever[expected], f"{name} reached the provider"

@@ -61,6 +61,8 @@ ALL_OPTIONS: Doc = {
     "logLevel": "DEBUG",
     "syncInterval": 15,
     "fastSyncInterval": 0.5,
+    "clusterId": "prod-eu-1",
+    "orphans": {"mode": "delete", "grace": 120},
     "rateLimit": {"qps": 5, "burst": 10},
     "metrics": {
         "port": 9100,
@@ -313,6 +315,36 @@ def lease_rules(name: str) -> list[Doc]:
     ]
 
 
+# Orphans, in the release namespace: the released-pods ConfigMap and Events on the operator Pod.
+ORPHAN_RULES: list[Doc] = [
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": ["gpupod-released-pods"],
+        "verbs": ["get", "patch"],
+    },
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+DOWNWARD_ENV = {
+    "POD_NAME": "metadata.name",
+    "POD_NAMESPACE": "metadata.namespace",
+    "POD_UID": "metadata.uid",
+}
+
+
+def orphans_role(docs: list[Doc]) -> Doc:
+    (role,) = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-orphans")
+    ]
+    return role
+
+
+def unnamed(rules: list[Doc]) -> list[Doc]:
+    """The rules that are not limited to named objects."""
+    return [r for r in rules if not r.get("resourceNames")]
+
+
 def leader_election_role(docs: list[Doc]) -> Doc:
     (role,) = [
         d
@@ -344,6 +376,8 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
             "ClusterRoleBinding",
             "Deployment",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "Service",
             "ServiceAccount",
@@ -387,18 +421,25 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
         "--qps=20",
         "--burst=40",
         "--log-level=INFO",
+        "--orphans=report",
+        "--orphan-grace=600",
     ]
     probe = c["livenessProbe"]
     assert probe["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    # Ready (Available) only once logged in and watching: /readyz on the same port.
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "liveness"}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"liveness": 8080, "metrics": 9090}
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
     # The key is a file from the Secret yotta-api-key, never an environment value.
     env = {e["name"]: e for e in c["env"]}
-    assert set(env) == {"YOTTA_API_URL", "YOTTA_API_KEY_FILE"}
+    assert set(env) == {"YOTTA_API_URL", "YOTTA_API_KEY_FILE", *DOWNWARD_ENV}
     assert env["YOTTA_API_URL"]["value"] == "https://api.yottalabs.ai"
     assert env["YOTTA_API_KEY_FILE"]["value"] == f"{API_KEY_MOUNT}/api-key"
-    assert not any("valueFrom" in e for e in c["env"]) and "envFrom" not in c
+    # Only the pod's own identity comes from elsewhere (the downward API); never a Secret.
+    from_elsewhere = {e["name"]: e["valueFrom"] for e in c["env"] if "valueFrom" in e}
+    assert from_elsewhere == {k: {"fieldRef": {"fieldPath": v}} for k, v in DOWNWARD_ENV.items()}
+    assert "envFrom" not in c
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["api-key"]["secret"] == {
         "secretName": "yotta-api-key",
@@ -409,19 +450,25 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert set(mounts) == {API_KEY_MOUNT, "/tmp"} and mounts[API_KEY_MOUNT]["readOnly"] is True
     # cluster-wide RBAC: exactly the namespaced rules plus kopf's read-only CRD watch
-    rules = verbs(one(docs, "ClusterRole", "gpupod-gpupod-operator")["rules"])
-    assert rules == {**NAMESPACED_RULES, **CRD_RULES, **POLICY_RULES}
+    cluster_rules = one(docs, "ClusterRole", "gpupod-gpupod-operator")["rules"]
+    assert verbs(unnamed(cluster_rules)) == {**NAMESPACED_RULES, **CRD_RULES, **POLICY_RULES}
+    assert not [r for r in cluster_rules if r.get("resourceNames")]
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "gpupod-gpupod-operator", "namespace": "gpupod-system"}
     ]
     # leader election: the one Lease in the release namespace, even with one replica
-    role = one(docs, "Role")
+    role = leader_election_role(docs)
     assert role["metadata"]["namespace"] == "gpupod-system"
     assert role["rules"] == lease_rules("gpupod-gpupod-operator")
-    lease_binding = one(docs, "RoleBinding")
-    assert lease_binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert lease_binding["subjects"] == binding["subjects"]
+    orphans = orphans_role(docs)
+    assert orphans["metadata"]["namespace"] == "gpupod-system"
+    assert orphans["rules"] == ORPHAN_RULES
+    role_bindings = {b["roleRef"]["name"]: b for b in docs if b["kind"] == "RoleBinding"}
+    assert set(role_bindings) == {role["metadata"]["name"], orphans["metadata"]["name"]}
+    for lease_binding in role_bindings.values():
+        assert lease_binding["metadata"]["namespace"] == "gpupod-system"
+        assert lease_binding["subjects"] == binding["subjects"]
     service = one(docs, "Service")
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
@@ -443,6 +490,8 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
             "Role",
             "Role",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "RoleBinding",
             "RoleBinding",
@@ -477,11 +526,15 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
         "--qps=5",
         "--burst=10",
         "--log-level=DEBUG",
+        "--orphans=delete",
+        "--orphan-grace=120",
+        "--cluster-id=prod-eu-1",
     ]
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env == {
         "YOTTA_API_URL": "https://yotta.example.test",
         "YOTTA_API_KEY_FILE": f"{API_KEY_MOUNT}/api-key",
+        **dict.fromkeys(DOWNWARD_ENV),
     }
     template_ = one(docs, "Deployment")["spec"]["template"]
     volumes = {v["name"]: v for v in template_["spec"]["volumes"]}
@@ -514,13 +567,18 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
     assert lease_role["metadata"]["namespace"] == "platform"
     assert lease_role["rules"] == lease_rules("ops-gpupod-operator")
     # Namespaced RBAC: a Role per watched namespace, only cluster-scoped reads cluster-wide.
-    roles = [d for d in docs if d["kind"] == "Role" and d is not lease_role]
+    orphans = orphans_role(docs)
+    assert orphans["metadata"]["namespace"] == "platform" and orphans["rules"] == ORPHAN_RULES
+    roles = [d for d in docs if d["kind"] == "Role" and d not in (lease_role, orphans)]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert verbs(role["rules"]) == NAMESPACED_RULES
     for binding in (d for d in docs if d["kind"] == "RoleBinding"):
         assert binding["roleRef"]["kind"] == "Role"
-        if binding["roleRef"]["name"] == lease_role["metadata"]["name"]:
+        if binding["roleRef"]["name"] in (
+            lease_role["metadata"]["name"],
+            orphans["metadata"]["name"],
+        ):
             assert binding["metadata"]["namespace"] == "platform"
             continue
         assert binding["subjects"][0]["namespace"] == "platform"
@@ -629,6 +687,9 @@ def test_existing_secret_is_mounted_and_no_secret_is_created(helm: Path, tmp_pat
         ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
         ({"securityContext": {"runAsUser": 0}}, "runAsUser"),
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"orphans": {"mode": "nuke"}}, "orphans/mode"),
+        ({"orphans": {"grace": -1}}, "orphans/grace"),
+        ({"clusterId": "has space"}, "clusterId"),
         (
             {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},
             "needs metrics.enabled",
@@ -744,7 +805,11 @@ def test_pod_template_meets_the_restricted_pod_security_standard(
             "pod-security.kubernetes.io/enforce-version": "latest",
         },
     )
-    deployment = one(template(helm, tmp_path, ALL_OPTIONS, namespace=ns), "Deployment")
+    docs = template(helm, tmp_path, ALL_OPTIONS, namespace=ns)
+    # ServiceAccount admission (on, as in any cluster) refuses a pod whose SA does not exist:
+    # the chart's own SA first, as `helm install` creates it.
+    kubectl_apply(control_plane, [one(docs, "ServiceAccount")], dry_run=False)
+    deployment = one(docs, "Deployment")
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -827,14 +892,21 @@ def start_as_chart(
     key_file = tmp_path / "api-key"
     key_file.write_text(key + "\n")
     key_file.chmod(0o400)
-    env = {e["name"]: e["value"] for e in chart_container["env"]}
+    env = {e["name"]: e.get("value") for e in chart_container["env"]}
     assert env["YOTTA_API_KEY_FILE"] == f"{API_KEY_MOUNT}/api-key"
+    # The downward API's values, as the kubelet would fill them in for the chart's Pod.
+    home = next(a.split("=", 1)[1] for a in args if a.startswith("--leader-election-namespace="))
+    downward = {"POD_NAME": CHART_POD, "POD_NAMESPACE": home, "POD_UID": "uid-1"}
+    assert set(downward) <= set(env)
     operator = start_operator(
         args=args,
         kubeconfig=identity.kubeconfig,
-        env={"YOTTA_API_KEY": "", "YOTTA_API_KEY_FILE": str(key_file)},
+        env={"YOTTA_API_KEY": "", "YOTTA_API_KEY_FILE": str(key_file), **downward},
     )
     return operator, f"http://127.0.0.1:{metrics_port}/metrics"
+
+
+CHART_POD = "gpupod-operator-5d8c7-abcde"
 
 
 def create_secret(cp: ControlPlane, namespace: str, name: str, data: dict[str, str]) -> None:
@@ -932,6 +1004,16 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
     assert not live_pods(simulator.pods(), f"{ns}-rbac-")
     reasons = pods.event_reasons("rbac")  # Events are best effort: prove they were allowed
     assert "Created" in reasons and "Pausing" in reasons and "Resuming" in reasons
+    # A release on purpose is recorded in the release namespace (the orphans Role).
+    pods.create("kept", deletionPolicy="Orphan")
+    kept = pods.wait_phase("kept", "Running")["podId"]
+    pods.delete("kept")
+    pods.wait_gone("kept")
+    released = cp.request(
+        "GET", f"/api/v1/namespaces/{release_namespace}/configmaps/gpupod-released-pods"
+    )
+    assert [json.loads(v)["podId"] for v in released["data"].values()] == [kept]
+    assert remote(simulator, kept)["status"] == "RUNNING"
     metrics = httpx.get(metrics_url, timeout=5).text
     assert "gpupod_remote_up" in metrics and "\ngpupod_leader 1.0\n" in metrics
     assert_no_permission_trouble(operator)
@@ -957,6 +1039,11 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
         ("get", f"leases.coordination.k8s.io/{lease_name}", "-n", release_namespace),
         ("update", f"leases.coordination.k8s.io/{lease_name}", "-n", release_namespace),
         ("create", "leases.coordination.k8s.io", "-n", release_namespace),
+        ("get", "namespaces/kube-system"),
+        ("get", "configmaps/gpupod-released-pods", "-n", release_namespace),
+        ("patch", "configmaps/gpupod-released-pods", "-n", release_namespace),
+        ("create", "configmaps", "-n", release_namespace),
+        ("create", "events", "-n", release_namespace),
     ):
         assert identity.can_i(*allowed), f"the chart's identity cannot {allowed}"
     assert identity.status("GET", f"/api/v1/namespaces/{ns}/secrets/creds") == 200
@@ -983,6 +1070,11 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
         "delete Events": ("DELETE", f"{core}/namespaces/{ns}/events/anything", None),
         "patch the CRD": ("PATCH", f"/apis/apiextensions.k8s.io/v1/{crd.split('.')[0]}/x", merge),
         "list Namespaces": ("GET", f"{core}/namespaces", None),
+        "get another ConfigMap": (
+            "GET",
+            f"{core}/namespaces/{release_namespace}/configmaps/kube-root-ca.crt",
+            None,
+        ),
         "create RoleBindings": (
             "POST",
             f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",

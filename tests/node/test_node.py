@@ -10,17 +10,12 @@ kubelet's ports 10248/10250 and the bridge name are fixed.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gpupod_operator.devenv.controlplane import ControlPlane
-from gpupod_operator.devenv.node import BRIDGE, SYSCTLS, LocalNode
+from gpupod_operator.devenv.node import LocalNode
 from gpupod_operator.devenv.simulator_process import SimulatorProcess
 
 from ..e2e.gpupods import wait_for
@@ -52,36 +47,16 @@ SERVER_POD = {
 }
 
 
-def _sysctls() -> dict[str, str]:
-    return {k: (Path("/proc/sys") / k).read_text().strip() for k in SYSCTLS}
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, LocalNode]]:
-    missing = [t for t in ("containerd", "runc", "ctr", "buildah") if shutil.which(t) is None]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: apt-get install containerd runc buildah")
-    built = subprocess.run(["bash", "hack/build-image.sh"], capture_output=True, text=True)
-    assert built.returncode == 0, built.stderr[-3000:]
-    before = _sysctls()
-    run_dir = tmp_path_factory.mktemp("node")
-    plane = ControlPlane(run_dir / "cp").start()
-    local = LocalNode(run_dir / "node", plane, log_dir=run_dir / "logs")
-    try:
-        local.start()
-        yield plane, local
-    finally:
-        try:
-            local.stop()
-        finally:
-            plane.stop()
-        assert not any(p.running for p in local.processes)
-        shims = subprocess.run(["pgrep", "-f", str(local.socket)], capture_output=True, text=True)
-        assert not shims.stdout.strip(), f"shims left: {shims.stdout}"
-        assert str(run_dir) not in Path("/proc/self/mounts").read_text()
-        gone = subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True)
-        assert gone.returncode != 0, f"{BRIDGE} left"
-        assert _sysctls() == before
+def _one_shot(name: str, **container: Any) -> dict[str, Any]:
+    """SERVER_POD as a run-to-completion Pod: no probe, restartPolicy Never, ``container``
+    fields (command or args) instead of the server's command."""
+    body: dict[str, Any] = json.loads(json.dumps(SERVER_POD))
+    body["metadata"]["name"] = name
+    body["spec"]["restartPolicy"] = "Never"
+    spec = body["spec"]["containers"][0]
+    del spec["command"], spec["readinessProbe"]
+    spec.update(container)
+    return body
 
 
 def _pod(plane: ControlPlane, namespace: str, body: dict[str, Any]) -> str:
@@ -135,13 +110,7 @@ def test_a_scheduled_pod_serves_and_passes_its_probe(node: tuple[ControlPlane, L
 def test_the_operator_image_runs_its_entrypoint(node: tuple[ControlPlane, LocalNode]) -> None:
     plane, _local = node
     ns = plane.create_namespace("node-help")
-    body = json.loads(json.dumps(SERVER_POD))
-    body["metadata"]["name"] = "help"
-    body["spec"]["restartPolicy"] = "Never"
-    container = body["spec"]["containers"][0]
-    del container["command"], container["readinessProbe"]
-    container["args"] = ["--help"]
-    phase, logs = _run_to_completion(plane, ns, body)
+    phase, logs = _run_to_completion(plane, ns, _one_shot("help", args=["--help"]))
     assert phase == "Succeeded", logs
     assert "usage: gpupod-operator" in logs
 
@@ -158,20 +127,42 @@ def test_pods_reach_a_simulator_on_the_bridge_address(
         with urllib.request.urlopen(f"{simulator.url}/_sim/stats", timeout=5) as answer:
             assert answer.status == 200
         ns = plane.create_namespace("node-sim")
-        body = json.loads(json.dumps(SERVER_POD))
-        body["metadata"]["name"] = "client"
-        body["spec"]["restartPolicy"] = "Never"
-        container = body["spec"]["containers"][0]
-        del container["readinessProbe"]
-        container["command"] = [
+        command = [
             "python3",
             "-c",
             "import sys, urllib.request as u; "
             "print(u.urlopen(sys.argv[1] + '/_sim/stats', timeout=10).status)",
             simulator.url,
         ]
-        phase, logs = _run_to_completion(plane, ns, body)
+        phase, logs = _run_to_completion(plane, ns, _one_shot("client", command=command))
         assert phase == "Succeeded", logs
         assert logs.strip() == "200"
     finally:
         simulator.stop()
+
+
+LOGIN = """
+import json, os, ssl, urllib.request as u
+d = "/var/run/secrets/kubernetes.io/serviceaccount/"
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+review = b'{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}'
+request = u.Request(
+    f"https://{host}:{port}/apis/authentication.k8s.io/v1/selfsubjectreviews", data=review,
+    headers={"Authorization": "Bearer " + open(d + "token").read(),
+             "Content-Type": "application/json"})
+answer = u.urlopen(request, context=ssl.create_default_context(cafile=d + "ca.crt"), timeout=10)
+print(host, port, json.load(answer)["status"]["userInfo"]["username"])
+"""
+
+
+def test_a_pod_logs_in_with_its_service_account_through_the_kubernetes_service(
+    node: tuple[ControlPlane, LocalNode],
+) -> None:
+    """What every in-cluster client does: the mounted token and CA, KUBERNETES_SERVICE_HOST
+    (10.0.0.1, the Service's ClusterIP, verified against the serving cert) and port 443."""
+    plane, _local = node
+    ns = plane.create_namespace("node-login")
+    command = ["python3", "-c", LOGIN]
+    phase, logs = _run_to_completion(plane, ns, _one_shot("login", command=command))
+    assert phase == "Succeeded", logs
+    assert logs.split() == ["10.0.0.1", "443", f"system:serviceaccount:{ns}:default"]

@@ -44,7 +44,8 @@ T = TypeVar("T")
 Log = list[str]
 
 NS, NAME, UID = "ns", "gp", "0f3c9a2e-1111-2222-3333-444455556666"
-REMOTE_NAME = remote_name(NS, NAME, UID)
+CLUSTER_ID = "9d3c1f6a-aaaa-bbbb-cccc-ddddeeeeffff"
+REMOTE_NAME = remote_name(NS, NAME, UID, CLUSTER_ID)
 SPEC: dict[str, Any] = {"image": "nginx:1.27", "gpuType": "NVIDIA_RTX_4090_24G", "gpuCount": 1}
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 T0_ISO = "2026-11-27T12:00:00Z"
@@ -336,7 +337,9 @@ class Worlds:
         recorder = EventRecorder(post)
         self._tasks.append(asyncio.create_task(recorder.run()))
         writer = StatusWriter(kube, registry, recorder, metrics)
-        config = OperatorConfig(api_url="http://yotta.invalid", api_key=SecretStr("test-key"))
+        config = OperatorConfig(
+            api_url="http://yotta.invalid", api_key=SecretStr("test-key"), cluster_id=CLUSTER_ID
+        )
         rt = Runtime(config, provider, kube, writer, recorder, registry, poller, metrics)
         return World(log, kube, provider, poller, recorder, registry, metrics, rt, events)
 

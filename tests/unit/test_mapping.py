@@ -10,8 +10,11 @@ import pytest
 from gpupod_operator.domain import status as st
 from gpupod_operator.domain.spec import (
     GpuPodSpec,
+    RemoteIdentity,
     build_create_request,
+    cluster_tag,
     parse_duration,
+    parse_remote_name,
     remote_name,
     spec_hash,
 )
@@ -97,12 +100,42 @@ def test_spec_hash_ignores_operator_fields_and_order_but_not_create_fields() -> 
     assert spec_hash(base) != spec_hash(GpuPodSpec.parse({**FULL_SPEC, "image": "other"}))
 
 
-def test_remote_name_is_deterministic_unique_per_uid_and_fits_255() -> None:
-    uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-    assert remote_name("team-a", "train", uid) == "team-a-train-0f1e2d3c"
-    long = remote_name("n" * 63, "x" * 253, uid)
-    assert len(long) == 255 and long.endswith("-0f1e2d3c")
-    assert remote_name("a", "b", uid) != remote_name("a", "b", "ffffffff-0000")
+def test_remote_name_is_deterministic_unique_per_uid_and_cluster_and_fits_255() -> None:
+    uid, cluster = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "c0ffee00-1111-2222-3333-444455556666"
+    tag = cluster_tag(cluster)
+    assert len(tag) == 10 and tag == cluster_tag(cluster)
+    name = remote_name("team-a", "train", uid, cluster)
+    # readable in the console first, identity at the end
+    assert name == f"team-a-train-{tag}-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    long = remote_name("n" * 63, "x" * 253, uid, cluster)
+    assert len(long) == 255 and long.endswith(f"-{tag}-0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    assert long.startswith("n" * 63 + "-x")
+    assert remote_name("a", "b", uid, cluster) != remote_name("a", "b", "ffffffff-0000", cluster)
+    assert remote_name("a", "b", uid, cluster) != remote_name("a", "b", uid, "other-cluster")
+
+
+def test_parse_remote_name_gives_back_cluster_tag_and_uid_even_when_cut() -> None:
+    uid, cluster = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "prod-eu"
+    for ns, name in (("team-a", "train"), ("n" * 63, "x" * 253), ("a-1", "b-2-3")):
+        assert parse_remote_name(remote_name(ns, name, uid, cluster)) == RemoteIdentity(
+            cluster_tag(cluster), uid
+        )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        None,
+        "",
+        "team-a-train-0f1e2d3c",  # the older <namespace>-<name>-<uid8> format
+        "my-console-pod",
+        "x-0123456789-0f1e2d3c4b5a69788796a5b4c3d2e1f",  # uid one hex short
+        "x-012345678Z-0f1e2d3c4b5a69788796a5b4c3d2e1f0",  # not hex
+        "-0123456789-0f1e2d3c4b5a69788796a5b4c3d2e1f0",  # no readable part
+    ],
+)
+def test_parse_remote_name_rejects_names_it_did_not_make(name: str | None) -> None:
+    assert parse_remote_name(name) is None
 
 
 def running_pod(**extra: Any) -> Pod:

@@ -28,7 +28,7 @@ def runtime(log: list[str]) -> tuple[Runtime, FakeKube, FakeYotta]:
     metrics = Metrics(CollectorRegistry())
     events = EventRecorder(Posted())
     rt = Runtime(
-        config=OperatorConfig.from_env({"YOTTA_API_KEY": "k"}),
+        config=OperatorConfig.from_env({"YOTTA_API_KEY": "k"}, cluster_id="test-cluster"),
         provider=YottaProvider(yotta, snapshot_ttl=30, clock=Clock()),
         kube=kube,  # type: ignore[arg-type]
         status=StatusWriter(kube, registry, events, metrics),

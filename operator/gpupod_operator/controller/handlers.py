@@ -24,6 +24,7 @@ from gpupod_operator.controller.kube import (
 )
 from gpupod_operator.controller.leader import FencedTransport, LeaderElector
 from gpupod_operator.controller.metrics import Metrics
+from gpupod_operator.controller.orphans import attach_orphans, resolve_cluster_id
 from gpupod_operator.controller.policy import PolicyGate
 from gpupod_operator.controller.poller import Poller
 from gpupod_operator.controller.quota import QuotaController
@@ -36,6 +37,7 @@ from gpupod_operator.yotta import YottaClient
 RESOURCE = (GROUP, VERSION, PLURAL)
 PREFIX = GROUP  # our finalizer, progress and diffbase annotations: gpupod.dev/...
 log = logging.getLogger(__name__)
+STARTUP_POLL_SECONDS = 5.0  # how long startup waits for the first poll of the Yotta API
 
 # Set by the CLI before kopf starts (kopf handlers cannot take constructor arguments).
 CONFIG: OperatorConfig | None = None
@@ -117,9 +119,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         kube = await KubeApi.connect()
     except kopf.LoginError as e:
         raise kopf.PermanentError(str(e)) from None
+    config = await resolve_cluster_id(config, kube)
     events = EventRecorder(kube.post_event)
     memo.events_task = asyncio.create_task(events.run(), name="gpupod-events")
     registry = Registry()
+    metrics.track_deletions(lambda: [t.deleting_since for t in registry.all()])
     writer = StatusWriter(kube, registry, events, metrics)
     poller = Poller(
         provider,
@@ -138,9 +142,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     rt.quota = QuotaController(kube, registry, metrics, NAMESPACES, quote=yotta.list_gpu_types)
     rt.quota.kick = lambda ref: reconciler.reconcile_now(rt, ref)
     memo.quota_task = asyncio.create_task(rt.quota.run(), name="gpupod-quota")
-    # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod.
-    await poller.poll_once()
-    memo.poller_task = asyncio.create_task(poller.run(), name="gpupod-poller")
+    attach_orphans(memo.runtime)
+    # One List before any handler runs: resuming N GpuPods then needs no GET per GpuPod. But
+    # bounded: kopf's watch (and so readiness) starts only after this handler, and must not
+    # wait on a slow Yotta API; past the bound the first poll ends in the background.
+    first = asyncio.create_task(poller.poll_once(), name="gpupod-first-poll")
+    await asyncio.wait({first}, timeout=STARTUP_POLL_SECONDS)
+
+    async def poll_forever() -> None:
+        await asyncio.gather(first, return_exceptions=True)  # cancelled with this task
+        await poller.run()
+
+    memo.poller_task = asyncio.create_task(poll_forever(), name="gpupod-poller")
     log.info("gpupod-operator started against %s", config.api_url)
 
 
@@ -188,11 +201,12 @@ async def finalize(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> No
     await reconciler.finalize(memo.runtime, body, retry)
 
 
-@kopf.on.probe(id="remote")
-def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    """Liveness shows the poller's state; it never calls the provider (an outage must not
-    restart-loop the operator)."""
+def liveness_report(memo: Any) -> dict[str, Any]:
+    """The leader's liveness body (`controller.health`): the poller's state, as kopf's probe
+    showed it. It never calls the provider (an outage must not restart-loop the operator)."""
     rt: Runtime | None = memo.get("runtime")
     if rt is None:
         return {}
-    return {"lastSuccessfulPoll": rt.poller.last_success, "failedPolls": rt.poller.failures}
+    return {
+        "remote": {"lastSuccessfulPoll": rt.poller.last_success, "failedPolls": rt.poller.failures}
+    }

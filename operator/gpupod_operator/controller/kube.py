@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -42,6 +43,7 @@ MAX_CONNECTIONS = 20
 # client-go's DefaultBackoff shape, a little longer: an apiserver restart takes seconds.
 RETRY = Backoff(steps=5, duration=0.2, factor=2.5, jitter=0.2, cap=5.0)
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+MERGE_PATCH = "application/merge-patch+json"
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,17 @@ class Gone(KubeError):
     """The object does not exist (any more)."""
 
 
+# Kinds an Event may be about: ours, and the operator's own Pod (orphan reports).
+_API_VERSIONS = {KIND: API_VERSION, "Pod": "v1"}
+
+
 @dataclass(frozen=True)
 class ObjectRef:
     namespace: str
     name: str
     uid: str
     resource_version: str | None = None
+    kind: str = KIND  # for Events; one of _API_VERSIONS
 
     @classmethod
     def of(cls, body: Any) -> ObjectRef:
@@ -73,7 +80,7 @@ class ObjectRef:
         return cls(meta["namespace"], meta["name"], meta["uid"], meta.get("resourceVersion"))
 
     def at(self, resource_version: str | None) -> ObjectRef:
-        return ObjectRef(self.namespace, self.name, self.uid, resource_version)
+        return ObjectRef(self.namespace, self.name, self.uid, resource_version, self.kind)
 
 
 async def load_configuration() -> k8s.Configuration:
@@ -220,7 +227,61 @@ class KubeApi:
         )
         return result
 
-    async def _core_v1(self, method: str, path: str, body: Any = None) -> Any:
+    async def list_gpupods(self, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Every GpuPod in `namespaces` (empty: all), fresh from the API server."""
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces or (None,):
+            result = await self._call(
+                lambda ns=namespace: (  # type: ignore[misc]
+                    self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+                    if ns is None
+                    else self._custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+                )
+            )
+            items.extend(result.get("items") or [])
+        return items
+
+    async def namespace_uid(self, name: str) -> str:
+        """The UID of a namespace (kube-system's is the cluster's identity)."""
+        ns = await self._core_v1("GET", f"/api/v1/namespaces/{name}")
+        return str(ns["metadata"]["uid"])
+
+    async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The data of a ConfigMap, or None when it does not exist."""
+        try:
+            cm = await self._core_v1("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+        except Gone:
+            return None
+        return dict(cm.get("data") or {})
+
+    async def put_configmap_entry(self, namespace: str, name: str, key: str, value: str) -> None:
+        """Set one key of a ConfigMap, creating the ConfigMap if needed. A merge patch of one
+        key: concurrent writers of other keys never undo each other."""
+        path = f"/api/v1/namespaces/{namespace}/configmaps"
+        patch = {"data": {key: value}}
+        for _ in range(3):
+            try:
+                await self._core_v1("PATCH", f"{path}/{name}", patch, MERGE_PATCH)
+                return
+            except Gone:
+                pass
+            try:
+                body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+                await self._core_v1("POST", path, {**body, **patch})
+                return
+            except Conflict:  # created meanwhile by another writer: patch it
+                continue
+        raise KubeError(0, f"could not write ConfigMap {namespace}/{name}")
+
+    async def remove_configmap_entries(self, namespace: str, name: str, keys: list[str]) -> None:
+        """Remove keys of a ConfigMap (a merge patch: other keys are untouched)."""
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+        with contextlib.suppress(Gone):  # no record, nothing to remove
+            await self._core_v1("PATCH", path, {"data": dict.fromkeys(keys)}, MERGE_PATCH)
+
+    async def _core_v1(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
         """One core/v1 call through the official ApiClient (its auth, TLS, serialization and
         error classes). Not `CoreV1Api`: importing that one generated module costs 25.6 MiB
         of RSS and 2.4 s of startup (measured), for the two calls made here."""
@@ -229,7 +290,7 @@ class KubeApi:
             request = await self._api.param_serialize(
                 method=method,
                 resource_path=path,
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                header_params={"Accept": "application/json", "Content-Type": content_type},
                 body=body,
                 auth_settings=["BearerToken"],
             )
@@ -259,8 +320,8 @@ class KubeApi:
                 "namespace": ref.namespace,
             },
             "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
+                "apiVersion": _API_VERSIONS[ref.kind],
+                "kind": ref.kind,
                 "namespace": ref.namespace,
                 "name": ref.name,
                 "uid": ref.uid,

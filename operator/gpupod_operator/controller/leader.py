@@ -107,6 +107,8 @@ class LeaderElector:
         self._seen: ld.Observation | None = None
         self._lease: k8s.V1Lease | None = None  # as last read or written (its resourceVersion)
         self.last_renew: float | None = None  # monotonic time the last successful write was sent
+        # True while the last round reached the apiserver: a standby's readiness (/readyz).
+        self.participating = False
         self._renewing: asyncio.Task[None] | None = None
 
     @property
@@ -195,14 +197,18 @@ class LeaderElector:
 
     async def _round(self) -> bool:
         try:
-            return await asyncio.wait_for(self._try_claim(), timeout=self.timings.retry * 2)
+            won = await asyncio.wait_for(self._try_claim(), timeout=self.timings.retry * 2)
         except k8s.ApiException as e:
-            if e.status != 409:  # 409: another process wrote it first
+            self.participating = e.status == 409  # 409: another process wrote it first
+            if e.status != 409:
                 log.warning("Lease %s/%s: %s %s", self.namespace, self.name, e.status, e.reason)
             return False
         except Exception as e:  # any I/O error: try again next round
+            self.participating = False
             log.warning("Lease %s/%s: %r", self.namespace, self.name, e)
             return False
+        self.participating = True
+        return won
 
     async def acquire(self) -> None:
         """Wait (as a standby) until this process holds the Lease."""

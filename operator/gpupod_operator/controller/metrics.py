@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -50,6 +51,18 @@ class Metrics:
         )
         self.status_patches = Counter(
             "gpupod_status_patches", "Status patches written by the poller", registry=registry
+        )
+        self.orphan_pods = Gauge(
+            "gpupod_orphan_pods",
+            "Remote pods named by this cluster whose GpuPod no longer exists (last sweep)",
+            registry=registry,
+        )
+        # Computed at scrape time from the watch's index (track_deletions): always current.
+        self.deletion_oldest_age = Gauge(
+            "gpupod_deletion_oldest_age_seconds",
+            "Seconds since the oldest GpuPod still being deleted got its deletionTimestamp "
+            "(0: none); its finalizer waits for the remote pod to be gone",
+            registry=registry,
         )
 
         self.cost = Counter(
@@ -110,6 +123,16 @@ class Metrics:
         for gpu_type, count in by_type.items():
             self.gpus_in_use.labels(gpu_type).set(count)
         self.price_per_hour.set(float(sum((Decimal(p) for p in prices), Decimal(0))))
+
+    def track_deletions(
+        self, since: Callable[[], Iterable[float | None]], clock: Callable[[], float] = time.time
+    ) -> None:
+        """`since()`: the deletionTimestamps (Unix seconds) of the GpuPods known now."""
+
+        def oldest() -> float:
+            return max((clock() - t for t in since() if t is not None), default=0.0)
+
+        self.deletion_oldest_age.set_function(oldest)
 
     def add_cost(self, namespace: str, dollars: Decimal) -> None:
         """Spend a status write added (each interval is counted by one write only)."""

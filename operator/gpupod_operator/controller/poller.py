@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gpupod_operator.controller.events import EventRecorder
@@ -55,6 +55,8 @@ class Poller:
         self.polled = False
         self.failures = 0
         self.last_success: float | None = None
+        # The orphan sweep (controller.orphans), run on each round's list; None: off.
+        self.orphans: Callable[[list[Pod]], Awaitable[None]] | None = None
 
     def poke(self) -> None:
         """Something just changed remotely: poll at the fast pace from now on."""
@@ -97,6 +99,11 @@ class Poller:
         await self._each(self._sync, snap.pods)
         await self._sweep_duplicates(list(snap.pods.values()))
         self._update_inventory(snap.pods)
+        if self.orphans is not None:
+            try:
+                await self.orphans(list(snap.pods.values()))
+            except (KubeError, ProviderError) as e:
+                log.warning("orphan sweep skipped this round: %s", e)
 
     async def _each(self, one: Callable[[Tracked, Any], Any], arg: Any) -> None:
         """`one(t, arg)` for every GpuPod with a pod that is not being deleted, a few at a

@@ -30,13 +30,21 @@ from gpupod_operator.domain import cost
 from gpupod_operator.domain import decisions as d
 from gpupod_operator.domain import failures as f
 from gpupod_operator.domain import status as st
-from gpupod_operator.domain.spec import GpuPodSpec, build_create_request, remote_name, spec_hash
+from gpupod_operator.domain.adoption import CONFIRMING, Adoption, claim_of, owned_elsewhere
+from gpupod_operator.domain.spec import (
+    AdoptMode,
+    GpuPodSpec,
+    build_create_request,
+    remote_name,
+    spec_hash,
+)
 from gpupod_operator.yotta import Pod
 
 log = logging.getLogger(__name__)
 
 MAX_STEPS = 12  # actions per handler call; every path to Done/Wait/Stop is shorter
 MAX_REREADS = 3  # fresh reads after a lost compare-and-swap, per handler call
+ADOPT_CONFIRM = 2.0  # seconds before an adoption is confirmed against the claims seen by then
 
 
 def _now() -> dt.datetime:
@@ -107,9 +115,12 @@ class Attempt:
                 deletion_policy=spec.deletionPolicy,
                 limits=cost.Limits.of(body["spec"]),
                 gpu_count=spec.gpuCount,
+                adopt=_adoption(rt, body, spec),
             ),
             recorded=d.Recorded(
-                remote_name=name or remote_name(meta["namespace"], meta["name"], meta["uid"]),
+                # A stored name wins: GpuPods created under an older name format keep theirs.
+                remote_name=name
+                or remote_name(meta["namespace"], meta["name"], meta["uid"], rt.cluster_id),
                 pod_id=status.get("podId") or None,
                 pending_since=_parse_time(pending.get("since")),
                 spec_hash=status.get("specHash"),
@@ -180,7 +191,8 @@ class Attempt:
     # ------------------------------------------------------------ remote reads
 
     async def observe(self) -> None:
-        pod_id = self.recorded.pod_id
+        adopt = self.desired.adopt
+        pod_id = self.recorded.pod_id or (adopt.pod_id if adopt is not None else None)
         assert pod_id is not None
         self.observed = st.Observed(await self.rt.provider.observe(pod_id))
 
@@ -269,6 +281,24 @@ class Attempt:
                 await self.create()
             case d.Adopt():
                 await self.adopt(action)
+            case d.TakeOver(pod=pod):
+                # The name the provider reports is the pod's; ours is never given to it.
+                self.recorded = replace(self.recorded, remote_name=pod.name or "")
+                self.record_pod(pod)
+                mode = "Observe" if self.desired.adopt and self.desired.adopt.observe else "Manage"
+                events.normal(
+                    ref, "Adopted", f"took over remote pod {pod.id} ({pod.name}), mode {mode}"
+                )
+                # Confirmed on a second look: a claimant applied at the same moment whose watch
+                # event had not arrived yet is seen then, and the younger one gives way
+                # (domain.adoption) before anything acts on the pod.
+                message = f"confirming that no older GpuPod claims remote pod {pod.id}"
+                self.sync = st.Sync.unknown(CONFIRMING, message)
+                raise kopf.TemporaryError(message, delay=ADOPT_CONFIRM)
+            case d.Disown(pod_id=pod_id):
+                self.recorded = replace(self.recorded, pod_id=None, spec_hash=None)
+                self.facts.update(podId=None, specHash=None, remoteName=None)
+                self.observed = None
             case d.Pause(pod_id=pod_id):
                 # Recorded even if the answer is lost after the pause took effect (see
                 # handlers._DiffBase for why this must reach the status even then).
@@ -301,6 +331,18 @@ class Attempt:
                 self.observed = self.lookup = None
         if isinstance(action, d.Pause | d.Resume | d.Delete):
             self.rt.poller.poke()
+
+
+def _adoption(rt: Runtime, body: Any, spec: GpuPodSpec) -> Adoption | None:
+    """spec.adopt, and whether another GpuPod owns the pod (the registry's claims on it)."""
+    if spec.adopt is None:
+        return None
+    me = claim_of(body)
+    return Adoption(
+        spec.adopt.podId,
+        observe=spec.adopt.mode == AdoptMode.OBSERVE,
+        owned_by=owned_elsewhere(me, rt.registry.claims(spec.adopt.podId)),
+    )
 
 
 async def _fresh(rt: Runtime, ref: ObjectRef) -> Any | None:
@@ -422,7 +464,15 @@ async def _finalize_steps(a: Attempt, retry: int) -> None:
     for _ in range(MAX_STEPS):
         action = d.finalize(a.desired, a.recorded, _now(), a.observed, a.lookup, a.settle)
         match action:
-            case d.Release(reason=reason, message=message):
+            case d.Release(reason=reason, message=message, keeps_pod=keeps_pod):
+                if keeps_pod and a.rt.released is not None:
+                    # BEFORE the finalizer goes: the sweep must never take it for an orphan.
+                    try:
+                        await a.rt.released.record(a.ref, a.recorded)
+                    except KubeError as e:
+                        raise kopf.TemporaryError(
+                            f"cannot record the released pod: {e}", delay=f.backoff(retry)
+                        ) from None
                 await admission.released(a.rt, a.ref)
                 if reason == "Orphaned":
                     a.rt.events.warning(a.ref, "Orphaned", message)

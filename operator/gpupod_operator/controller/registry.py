@@ -7,14 +7,23 @@ Only the few fields it needs are kept, never whole bodies.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpupod_operator.controller.kube import ObjectRef
+from gpupod_operator.domain.adoption import Claim, claim_of
 from gpupod_operator.domain.cost import Limits
 from gpupod_operator.domain.status import TRANSITIONAL
 
 _TRANSITIONAL = frozenset(p.value for p in TRANSITIONAL)
+
+
+def _unix(timestamp: str | None) -> float | None:
+    """An RFC 3339 timestamp of the API (``2026-12-02T00:00:00Z``) as Unix seconds."""
+    if not timestamp:
+        return None
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -28,6 +37,9 @@ class Tracked:
     pending: bool
     deleting: bool
     status: dict[str, Any] = field(default_factory=dict)
+    adopt_pod_id: str | None = None  # spec.adopt.podId: the pod's name is not ours
+    claim: Claim | None = None  # what it claims, on adopt_pod_id or pod_id (domain.adoption)
+    deleting_since: float | None = None  # deletionTimestamp, Unix seconds
     limits: Limits = field(default_factory=Limits)  # lifetime and price cap (domain.cost)
 
     @classmethod
@@ -43,8 +55,15 @@ class Tracked:
             pending=bool(status.get("createPending")),
             deleting=bool(meta.get("deletionTimestamp")),
             status={k: v for k, v in status.items() if k != "createPending"},
+            adopt_pod_id=(spec.get("adopt") or {}).get("podId"),
+            claim=claim_of(body),
+            deleting_since=_unix(meta.get("deletionTimestamp")),
             limits=Limits.of(spec),
         )
+
+    @property
+    def adopts(self) -> bool:
+        return self.adopt_pod_id is not None
 
     @property
     def transitional(self) -> bool:
@@ -74,7 +93,17 @@ class Registry:
         return {t.pod_id: t for t in self._by_key.values() if t.pod_id}
 
     def remote_names(self) -> dict[str, Tracked]:
-        return {t.remote_name: t for t in self._by_key.values() if t.remote_name}
+        """GpuPods by the remote name they created under (an adopted pod's name is not ours:
+        another pod may carry the same one)."""
+        return {t.remote_name: t for t in self._by_key.values() if t.remote_name and not t.adopts}
+
+    def claims(self, pod_id: str) -> list[Claim]:
+        """Every GpuPod that records or adopts this remote pod (domain.adoption)."""
+        return [
+            t.claim
+            for t in self._by_key.values()
+            if t.claim is not None and pod_id in (t.pod_id, t.adopt_pod_id)
+        ]
 
     def any_transitional(self) -> bool:
         return any(t.transitional for t in self._by_key.values())

@@ -9,6 +9,7 @@ from gpupod_operator.config import OperatorConfig
 from gpupod_operator.controller.events import EventRecorder
 from gpupod_operator.controller.kube import KubeApi
 from gpupod_operator.controller.metrics import Metrics
+from gpupod_operator.controller.orphans import Released
 from gpupod_operator.controller.policy import PolicyGate
 from gpupod_operator.controller.poller import Poller
 from gpupod_operator.controller.quota import QuotaController
@@ -32,3 +33,12 @@ class Runtime:
     # Tenancy (controller.admission): GpuTenantPolicy and GpuQuota checks before a create.
     policy: PolicyGate | None = None
     quota: QuotaController | None = None
+    # Pods released on purpose (deletionPolicy: Orphan, Observe), so the orphan sweep spares
+    # them; None when the operator has no namespace of its own to keep that record in.
+    released: Released | None = None
+
+    @property
+    def cluster_id(self) -> str:
+        """This cluster's identity in remote names, resolved at startup (`--cluster-id`)."""
+        assert self.config.cluster_id, "startup resolves the cluster id before any handler"
+        return self.config.cluster_id

@@ -42,6 +42,16 @@ ADMIN_USER = "gpupod-dev-admin"
 #: The user the bootstrap RBAC policy grants ``system:kube-controller-manager`` to.
 CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+SERVICE_CIDR = "10.0.0.0/24"
+#: The `kubernetes` Service's ClusterIP (the first address of SERVICE_CIDR): in-cluster clients
+#: (KUBERNETES_SERVICE_HOST) reach the apiserver there, so the serving cert names it.
+KUBERNETES_SERVICE_IP = "10.0.0.1"
+KUBERNETES_SERVICE_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 CRD_API = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 _PORT_RACE_MARKERS = ("address already in use", "bind: address")
 
@@ -371,7 +381,8 @@ class ControlPlane:
     # -- conveniences -----------------------------------------------------------------------
 
     def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> str:
-        """Create a namespace (no error if it exists)."""
+        """Create a namespace (no error if it exists). With kube-controller-manager, also wait
+        for its ``default`` ServiceAccount: ServiceAccount admission refuses Pods before it."""
         body = {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -382,7 +393,28 @@ class ControlPlane:
         except ApiError as exc:
             if exc.status != 409:
                 raise
+        if self.with_controller_manager:
+            self._wait_default_service_account(name)
         return name
+
+    def _wait_default_service_account(self, namespace: str) -> None:
+        """Milliseconds once kube-controller-manager runs; its first start can take longer
+        on a busy machine, hence the start timeout."""
+        path = f"/api/v1/namespaces/{namespace}/serviceaccounts/default"
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                self.request("GET", path, timeout=5)
+                return
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"no ServiceAccount {namespace}/default after {self.start_timeout:g}s: "
+                    "kube-controller-manager creates it (see its log)"
+                )
+            time.sleep(0.05)
 
     def apply_crds(self, directory: Path, timeout: float = 60.0) -> list[str]:
         """Apply every ``*.yaml``/``*.yml`` under ``directory`` and wait until each CRD in them
@@ -490,7 +522,9 @@ class ControlPlane:
         serving_ca = CertificateAuthority.create("gpupod-dev serving CA")
         write_private(self.ca_path, serving_ca.cert_pem)
         serving = serving_ca.issue_server(
-            "kube-apiserver", ips=["127.0.0.1"], dns_names=["localhost"]
+            "kube-apiserver",
+            ips=["127.0.0.1", KUBERNETES_SERVICE_IP],
+            dns_names=["localhost", *KUBERNETES_SERVICE_NAMES],
         )
         # The chain (leaf + CA) so clients that only trust the CA verify it.
         write_private(pki / "apiserver.crt", serving.cert_pem + serving_ca.cert_pem)
@@ -569,11 +603,11 @@ class ControlPlane:
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={pki / 'service-account.key'}",
             f"--service-account-signing-key-file={pki / 'service-account.key'}",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
-            # The ServiceAccount admission plugin wants each namespace's `default` SA, which only
-            # kube-controller-manager creates.
-            "--disable-admission-plugins=ServiceAccount",
+            # ServiceAccount admission stays on (the default): Pods get their token volume, as
+            # in any cluster. It wants each namespace's `default` SA, which
+            # kube-controller-manager creates within a second (without it, Pods are refused).
             "--profiling=false",
             # No --advertise-address: derived from the default route; a loopback one is refused.
             *self.extra_apiserver_args,

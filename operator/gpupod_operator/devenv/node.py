@@ -7,7 +7,9 @@ our own containerd 1.6 (Debian) with its own socket and directories, cgroupfs on
 config directory, a node identity ``system:node:<name>`` from the dev client CA, and a sandbox
 image built here without a registry. Every process is started and stopped by PID; the teardown
 drains pods through the API first (so kubelet runs CNI DEL), then removes what containerd and
-kubelet leave on the host (shims, mounts, the bridge, kubepods cgroups, sysctls).
+kubelet leave on the host (shims, mounts, the bridge, kubepods cgroups, sysctls). Pods reach
+the apiserver through the `kubernetes` Service (10.0.0.1:443) by one DNAT rule
+(:mod:`.service_route`), so in-cluster logins work as in any cluster.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
+from . import service_route
 from .controlplane import ApiError, ControlPlane
 from .paths import buildah_command, control_plane_bin_dir, repo_root
 from .process import ManagedProcess, free_port
@@ -139,6 +143,9 @@ class LocalNode:
             )
         self.save_sysctls()
         self._create_bridge()
+        port = urlparse(self.plane.server).port
+        assert port is not None, self.plane.server
+        service_route.route(BRIDGE, port)  # the `kubernetes` Service, for in-cluster logins
         self._start_containerd()
         self.ctr("images", "import", str(self._pause_archive()))
         self._import_operator_image()
@@ -439,6 +446,7 @@ oom_score = 0
         ]
         for mount in sorted(mounts, key=len, reverse=True):
             _run("umount", "-l", mount, check=False)
+        service_route.unroute()
         _run("ip", "link", "del", BRIDGE, check=False)
         for controller in Path("/sys/fs/cgroup").iterdir():
             kubepods = controller / "kubepods"

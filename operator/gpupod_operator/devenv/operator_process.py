@@ -1,4 +1,4 @@
-"""The operator (``gpupod-operator run``) as a child process, ready when its liveness probe is."""
+"""The operator (``gpupod-operator run``) as a child process, ready when its /readyz is."""
 
 from __future__ import annotations
 
@@ -69,6 +69,11 @@ class OperatorProcess(ChildProcess):
             self._liveness_port = free_port()
         return f"http://127.0.0.1:{self._liveness_port}/healthz"
 
+    @property
+    def readiness_url(self) -> str:
+        """/readyz on the liveness port: logged in and watching (a standby: in the election)."""
+        return self.liveness_url.rsplit("/", 1)[0] + "/readyz"
+
     def start(self) -> Self:
         env = child_environment(
             {
@@ -88,11 +93,11 @@ class OperatorProcess(ChildProcess):
             stop_grace=self._stop_grace,
         ).start()
         try:
-            self._process.wait_ready(self._alive, self.ready_timeout, interval=0.2)
+            self._process.wait_ready(self._ready, self.ready_timeout, interval=0.2)
         except BaseException:
             self._process.stop()
             raise
         return self
 
-    def _alive(self) -> bool:
-        return httpx.get(self.liveness_url, timeout=2.0).status_code == 200
+    def _ready(self) -> bool:
+        return httpx.get(self.readiness_url, timeout=2.0).status_code == 200

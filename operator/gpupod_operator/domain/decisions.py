@@ -15,6 +15,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from gpupod_operator.domain import cost
+from gpupod_operator.domain.adoption import Adoption
 from gpupod_operator.domain.spec import DeletionPolicy, LifetimeAction, UpdatePolicy
 from gpupod_operator.domain.status import Observed, failed_message, unknown_status_message
 from gpupod_operator.yotta import Pod, PodStatus
@@ -36,6 +37,7 @@ class Desired:
     deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
     limits: cost.Limits = field(default_factory=cost.Limits)  # lifetime, price cap
     gpu_count: int = 1
+    adopt: Adoption | None = None  # spec.adopt: obtain the pod ID by taking over, not creating
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,20 @@ class Adopt:
 
 
 @dataclass(frozen=True)
+class TakeOver:
+    """spec.adopt: record an existing remote pod as ours. No create marker, no POST."""
+
+    pod: Pod
+
+
+@dataclass(frozen=True)
+class Disown:
+    """Another GpuPod owns the adopted pod: forget its ID without touching it."""
+
+    pod_id: str
+
+
+@dataclass(frozen=True)
 class Pause:
     pod_id: str
 
@@ -141,6 +157,7 @@ class Release:
 
     reason: str
     message: str
+    keeps_pod: bool = False  # the remote pod stays on purpose: remember it (never an orphan)
 
 
 Action = (
@@ -148,6 +165,8 @@ Action = (
     | LookUp
     | Create
     | Adopt
+    | TakeOver
+    | Disown
     | Pause
     | Resume
     | Delete
@@ -185,7 +204,15 @@ def reconcile(
 
     A create marker without a pod ID means a POST may have happened: the pod is looked up by
     name, and a new create follows only once a lookup taken `settle` after the marker finds
-    nothing (see `create_settle`)."""
+    nothing (see `create_settle`).
+
+    With `spec.adopt` the pod ID is obtained by taking the named pod over instead (never a
+    create); from then on everything is the same, except that Observe never acts on it."""
+    adoption = desired.adopt
+    if adoption is not None:
+        taking = _adoption(adoption, recorded, observed)
+        if taking is not None:
+            return taking
     if recorded.pod_id is None:
         if recorded.pending_since is not None:
             if lookup is None:
@@ -212,11 +239,14 @@ def reconcile(
     wants_new_spec = recorded.spec_hash is not None and recorded.spec_hash != desired.spec_hash
     # A replacement once started completes, even if the spec changes back meanwhile: the old
     # pod is (being) deleted, and only a new one can satisfy the spec again.
+    # Never for an adopted pod: it is not ours to replace (Crossplane never deletes on a diff).
     recreate = recorded.replacing or (
-        wants_new_spec and desired.update_policy == UpdatePolicy.RECREATE
+        wants_new_spec and desired.update_policy == UpdatePolicy.RECREATE and adoption is None
     )
 
-    guarded = _guarded(desired, recorded, observed)
+    observe_only = adoption is not None and adoption.observe
+    # Observe never acts on its pod, not even for a guardrail (its spend is still counted).
+    guarded = None if observe_only else _guarded(desired, recorded, observed)
     if pod is None or pod.status == PodStatus.TERMINATED:
         if recreate:
             return Forget()
@@ -252,6 +282,8 @@ def reconcile(
         return Stop("RemotePodFailed", f"remote pod {pod.id}: {failed_message(pod)}", "Failed")
     if pod.status == PodStatus.TERMINATING:
         return Stop("RemotePodTerminating", f"remote pod {pod.id} is terminating", "Terminating")
+    if observe_only:
+        return Done(pod)  # mirrored by the status; never paused or resumed
 
     if desired.paused:
         if pod.status == PodStatus.RUNNING:
@@ -306,6 +338,17 @@ def finalize(
     settle: dt.timedelta = CREATE_SETTLE,
 ) -> Action:
     """The next step for a GpuPod being deleted; Release ends it (the finalizer goes)."""
+    adoption = desired.adopt
+    if adoption is not None and adoption.owned_by is not None:
+        return Release(
+            "NotOwned", f"remote pod {adoption.pod_id} belongs to GpuPod {adoption.owned_by}"
+        )
+    if adoption is not None and adoption.observe and recorded.pod_id:
+        return Release(
+            "Released",
+            f"adopt mode is Observe: remote pod {recorded.pod_id} left running",
+            keeps_pod=True,
+        )
     if desired.deletion_policy == DeletionPolicy.ORPHAN:
         if recorded.pod_id:
             what = f"remote pod {recorded.pod_id} left running"
@@ -313,7 +356,7 @@ def finalize(
             what = f"a remote pod named {recorded.remote_name} may exist (create unconfirmed)"
         else:
             what = "no remote pod was created"
-        return Release("Orphaned", f"deletionPolicy is Orphan: {what}")
+        return Release("Orphaned", f"deletionPolicy is Orphan: {what}", keeps_pod=True)
 
     pod_id = recorded.pod_id
     if pod_id is None:
@@ -336,3 +379,31 @@ def finalize(
     if pod.status == PodStatus.TERMINATING:
         return Wait("Terminating", f"waiting for remote pod {pod_id} to terminate", 1.0)
     return Delete(pod_id, reason="the GpuPod is being deleted")
+
+
+def _adoption(adoption: Adoption, recorded: Recorded, observed: Observed | None) -> Action | None:
+    """The adoption steps, or None once the pod is ours (then the usual path goes on)."""
+    pod_id = adoption.pod_id
+    if adoption.owned_by is not None:
+        if recorded.pod_id == pod_id:
+            return Disown(pod_id)
+        return Stop(
+            "AlreadyOwned",
+            f"remote pod {pod_id} is already owned by GpuPod {adoption.owned_by}: a remote pod "
+            "has one GpuPod; delete this GpuPod (or the other one first, then re-apply this)",
+            "Pending",
+        )
+    if recorded.pod_id is not None:
+        return None
+    if observed is None:
+        return Observe()
+    pod = observed.pod
+    if pod is None or pod.status in (PodStatus.TERMINATED, PodStatus.TERMINATING):
+        what = "does not exist for this account" if pod is None else f"is {pod.status.value}"
+        return Stop(
+            "AdoptionFailed",
+            f"spec.adopt.podId: remote pod {pod_id} {what}; nothing was created. Set the ID "
+            "of a live pod (Yotta console or GET /v2/pods), or remove spec.adopt to create one",
+            "Failed",
+        )
+    return TakeOver(pod)

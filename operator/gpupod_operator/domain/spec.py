@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from operator import itemgetter
 from typing import Annotated, Any
@@ -228,14 +229,48 @@ def spec_hash(spec: GpuPodSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def remote_name(namespace: str, name: str, uid: str) -> str:
-    """`<namespace>-<name>-<uid prefix>`: deterministic, so a lost create can be found by name.
+# Our remote names end in `-<cluster tag>-<GpuPod UID, 32 hex>`: fixed-width fields at the END,
+# so the readable `<namespace>-<name>` part stays first in the Yotta console and is the only
+# part ever cut to fit the API's 255 characters.
+CLUSTER_TAG_LENGTH = 10
+_OURS = re.compile(
+    rf"^(?P<label>.+)-(?P<tag>[0-9a-f]{{{CLUSTER_TAG_LENGTH}}})-(?P<uid>[0-9a-f]{{32}})$"
+)
 
-    The uid part makes it unique per GpuPod object (a re-created CR with the same name gets a
-    new one); the name part is cut so the whole fits the API's 255 characters.
+
+def cluster_tag(cluster_id: str) -> str:
+    """The short form of a cluster identity that goes into remote names: 10 hex digits of a
+    digest, whatever the identity looks like (a UUID, or a name given with --cluster-id)."""
+    return hashlib.sha256(cluster_id.strip().encode()).hexdigest()[:CLUSTER_TAG_LENGTH]
+
+
+def remote_name(namespace: str, name: str, uid: str, cluster_id: str) -> str:
+    """`<namespace>-<name>-<cluster tag>-<uid>`: deterministic, so a lost create can be found
+    by name, and recognisable as this cluster's (`parse_remote_name`) in a shared account.
+
+    The full uid makes it unique per GpuPod object (a re-created CR with the same name gets a
+    new one); the `<namespace>-<name>` part is cut so the whole fits the API's 255 characters.
     """
-    suffix = "-" + uid.replace("-", "")[:8]
+    suffix = f"-{cluster_tag(cluster_id)}-{uid.replace('-', '').lower()}"
     return f"{namespace}-{name}"[: REMOTE_NAME_MAX - len(suffix)] + suffix
+
+
+@dataclass(frozen=True)
+class RemoteIdentity:
+    """What one of our remote names says: the cluster (its tag) and the GpuPod's UID."""
+
+    cluster_tag: str
+    uid: str  # in the API server's form, 8-4-4-4-12
+
+
+def parse_remote_name(name: str | None) -> RemoteIdentity | None:
+    """The identity in a remote name made by `remote_name`; None for any other name (pods of
+    the console, and those named in the older `<namespace>-<name>-<uid8>` form)."""
+    match = _OURS.match(name or "")
+    if match is None:
+        return None
+    h = match["uid"]
+    return RemoteIdentity(match["tag"], f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
 
 
 def build_create_request(

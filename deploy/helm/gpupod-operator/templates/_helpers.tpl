@@ -103,7 +103,8 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
 # The GpuTenantPolicies, checked again before every create (read-only: the operator never
-# writes a policy), and the labels of a GpuPod's namespace that their selectors match.
+# writes a policy), and the labels of a GpuPod's namespace that their selectors match (and,
+# without clusterId, the UID of kube-system: the default cluster id in remote pod names).
 - apiGroups: ["gpupod.dev"]
   resources: ["gputenantpolicies"]
   verbs: ["list"]
