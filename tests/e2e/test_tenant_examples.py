@@ -31,7 +31,8 @@ __all__ = ["admission_policy", "helm", "tenant_roles"]  # fixtures used by this 
 
 EXAMPLES = REPO_ROOT / "examples"
 README = (REPO_ROOT / "README.md").read_text()
-SECTION = README[README.index("## Hand GPUs to tenants") : README.index("## Operating it")]
+_START = README.index("## Hand GPUs to tenants")
+SECTION = README[_START : README.index("\n## ", _START + 1)]
 Doc = dict[str, Any]
 
 
