@@ -10,6 +10,7 @@ applied with `-n`, exactly as the README says.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -161,5 +162,22 @@ def test_the_readme_walkthrough_with_the_example_files(
             refused.stderr
         )
         assert sum(simulator.stats()["requests"].get("create", {}).values()) == 4
+        # status.spend: the GpuPods' cost.accrued added up (an earlier view: at most now's).
+        quota_path = f"/apis/gpupod.dev/v1alpha1/namespaces/{namespace}/gpuquotas/team-a"
+        spend = wait_for(
+            lambda: (
+                (v := (cp.request("GET", quota_path).get("status") or {}).get("spend"))
+                and Decimal(v) > 0
+                and Decimal(v)
+            ),
+            60,
+            "status.spend",
+        )
+        accrued = [
+            Decimal(a)
+            for o in pods.all().values()
+            if (a := ((o.get("status") or {}).get("cost") or {}).get("accrued"))
+        ]
+        assert 0 < spend <= sum(accrued, Decimal(0))
     finally:
         cp.request("DELETE", f"{POLICIES}/{namespace}")
