@@ -69,8 +69,7 @@ def label_selector() -> Schema:
                 "self.operator in ['In', 'NotIn']\n"
                 "? has(self.values) && size(self.values) > 0\n"
                 ": !has(self.values) || size(self.values) == 0",
-                "values must be non-empty for In and NotIn, and empty for Exists and "
-                "DoesNotExist",
+                "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
                 field_path=".values",
             )
         ],
