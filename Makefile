@@ -11,7 +11,9 @@ export GPUPOD_K8S_BIN_DIR ?= $(GPUPOD_CACHE)/bin/current
 run: $(VENV_OK) control-plane
 	$(PY) -m gpupod_operator.devenv run $(if $(filter 1,$(NODE)),--node,)
 
-test: lint unit rules-test e2e
+# The whole suite, the image and the real node included (as root: missing Debian packages are
+# installed; the first image and kubelet builds add about 10 min, cached afterwards).
+test: lint unit rules-test e2e image-test node-e2e
 
 lint: $(VENV_OK)
 	.venv/bin/ruff check operator tests hack bench
@@ -63,11 +65,14 @@ helm:
 image:
 	@bash hack/build-image.sh
 
-# Not in `make test`: the first build takes minutes and needs buildah, mmdebstrap and runc.
+# The built image, run for real (buildah, mmdebstrap and runc from Debian; the first build
+# takes minutes, then the base is cached).
+IMAGE_PACKAGES := buildah:buildah mmdebstrap:mmdebstrap runc:runc
 image-test: $(VENV_OK)
+	@bash hack/ensure-packages.sh $(IMAGE_PACKAGES)
 	.venv/bin/pytest -q tests/image
 
-# The opt-in local node (containerd, kubelet, kube-scheduler, CNI), for real: the image, the chart
+# The local node (containerd, kubelet, kube-scheduler, CNI), for real: the image, the chart
 # installed by helm, and Prometheus checking the dashboard. Installs the Debian packages it needs.
 NODE_PACKAGES := containerd:containerd runc:runc iptables:iptables buildah:buildah \
   mmdebstrap:mmdebstrap /usr/lib/cni/bridge:containernetworking-plugins prometheus:prometheus

@@ -22,6 +22,7 @@ from gen_crd import (
     bounded_string,
     integer,
     obj,
+    rule,
     string,
 )
 
@@ -63,16 +64,14 @@ def label_selector() -> Schema:
             ),
         },
         required=["key", "operator"],
-        # A plain string, not gen_crd.rule(): its CelExpression class is the one of the
-        # gen_crd imported here, which the generator's YAML dumper (run as __main__) lacks.
         rules=[
-            {
-                "rule": "self.operator in ['In', 'NotIn'] ? has(self.values) && "
-                "size(self.values) > 0 : !has(self.values) || size(self.values) == 0",
-                "message": "values must be non-empty for In and NotIn, and empty for Exists "
-                "and DoesNotExist",
-                "fieldPath": ".values",
-            }
+            rule(
+                "self.operator in ['In', 'NotIn']\n"
+                "? has(self.values) && size(self.values) > 0\n"
+                ": !has(self.values) || size(self.values) == 0",
+                "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
+                field_path=".values",
+            )
         ],
     )
     return obj(

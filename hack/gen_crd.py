@@ -19,7 +19,7 @@ POST /v2/pods (reference/yotta-pods-api.md section 2.2) in camelCase.
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -899,9 +899,16 @@ def documents() -> dict[Path, Schema]:
     kinds from the hack/crd_*.py modules (each exposes CRDS: a list of CRD documents built
     with this file's helpers)."""
     out = {OUTPUT: crd()}
-    sys.path.insert(0, str(Path(__file__).parent))
+    # The modules import this one as `gen_crd`: let that be THIS module (also when it runs as
+    # __main__), so their rule() values are the CelExpression the dumper knows.
+    this = sys.modules.get(__name__)
+    if this is not None:
+        sys.modules["gen_crd"] = this
     for module_path in sorted(Path(__file__).parent.glob("crd_*.py")):
-        module = importlib.import_module(module_path.stem)
+        spec = importlib.util.spec_from_file_location(module_path.stem, module_path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # afresh: bound to this gen_crd, never a cached one
         for document in module.CRDS:
             out[ROOT / "crds" / f"{document['metadata']['name']}.yaml"] = document
     return out

@@ -10,6 +10,7 @@ applied with `-n`, exactly as the README says.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,11 @@ __all__ = ["admission_policy", "helm", "tenant_roles"]  # fixtures used by this 
 
 EXAMPLES = REPO_ROOT / "examples"
 README = (REPO_ROOT / "README.md").read_text()
-_TENANTS = README[README.index("## Hand GPUs to tenants") :]
-_TENANTS = _TENANTS[: _TENANTS.index("\n## ", 1)]
+_START = README.index("## Hand GPUs to tenants")
+SECTION = README[_START : README.index("\n## ", _START + 1)]  # up to the next section
 # Without "Accounts": tests/e2e/test_accounts.py runs that subsection's commands as written.
-_ACCOUNTS = _TENANTS[_TENANTS.index("### Accounts\n") :]
-_ACCOUNTS = _ACCOUNTS[: _ACCOUNTS.index("\n### ", 1)]
-SECTION = _TENANTS.replace(_ACCOUNTS, "")
+_ACCOUNTS = SECTION[SECTION.index("### Accounts\n") :]
+SECTION = SECTION.replace(_ACCOUNTS[: _ACCOUNTS.index("\n### ", 1)], "")
 Doc = dict[str, Any]
 
 
@@ -165,5 +165,22 @@ def test_the_readme_walkthrough_with_the_example_files(
             refused.stderr
         )
         assert sum(simulator.stats()["requests"].get("create", {}).values()) == 4
+        # status.spend: the GpuPods' cost.accrued added up (an earlier view: at most now's).
+        quota_path = f"/apis/gpupod.dev/v1alpha1/namespaces/{namespace}/gpuquotas/team-a"
+        spend = wait_for(
+            lambda: (
+                (v := (cp.request("GET", quota_path).get("status") or {}).get("spend"))
+                and Decimal(v) > 0
+                and Decimal(v)
+            ),
+            60,
+            "status.spend",
+        )
+        accrued = [
+            Decimal(a)
+            for o in pods.all().values()
+            if (a := ((o.get("status") or {}).get("cost") or {}).get("accrued"))
+        ]
+        assert 0 < spend <= sum(accrued, Decimal(0))
     finally:
         cp.request("DELETE", f"{POLICIES}/{namespace}")

@@ -3,8 +3,9 @@
 The image is built (or reused from the cache) once per session; each check runs the image's own
 entrypoint under runc with the image's own user, a read-only root filesystem, a tmpfs at /tmp
 (as the chart mounts an emptyDir there), no network and every capability dropped. So a write
-anywhere but /tmp fails the run. `make image-test` runs this module; it is not part of
-`make test` (the first build takes minutes and needs buildah, mmdebstrap and runc).
+anywhere but /tmp fails the run. `make image-test` (part of `make test`) runs this module and
+installs buildah, mmdebstrap and runc from Debian when they are missing; the first build takes
+minutes, later ones reuse the cached base.
 """
 
 from __future__ import annotations

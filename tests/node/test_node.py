@@ -1,10 +1,10 @@
 """The opt-in local node (``NODE=1 make dev-up``): containerd, kubelet, kube-scheduler and the
 CNI bridge next to a real control plane (with kube-controller-manager), for real.
 
-`make node-e2e` runs this module; it is not part of `make test` (it needs root, containerd, runc,
-the CNI plugins and buildah from Debian, kubelet + kube-scheduler from `NODE=1 make
-control-plane`, and it changes host state that the teardown restores). One node per machine:
-kubelet's ports 10248/10250 and the bridge name are fixed.
+`make node-e2e` (part of `make test`) runs this module. It needs root (containerd, runc, the CNI
+plugins and buildah from Debian, which it installs when missing; kubelet + kube-scheduler built
+by `NODE=1 make control-plane`), and it changes host state that the teardown restores. One node
+per machine: kubelet's ports 10248/10250 and the bridge name are fixed.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -134,6 +135,7 @@ def load_generator() -> ModuleType:
     module_spec = importlib.util.spec_from_file_location("gen_crd", GENERATOR_PATH)
     assert module_spec is not None and module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)
+    sys.modules["gen_crd"] = module  # as the hack/crd_*.py modules import it
     module_spec.loader.exec_module(module)
     return module
 

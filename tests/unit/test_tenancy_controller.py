@@ -374,3 +374,29 @@ async def test_a_release_reconciles_at_once_the_oldest_waiting_gpupods_that_fit(
     await asyncio.gather(*controller._kicking.values())
     assert kicked == ["c"]  # the oldest waiting one, and only as many as fit
     assert kube.quotas["q"]["status"]["waiting"] == 3
+
+
+async def test_policies_and_labels_are_read_at_most_once_per_ttl() -> None:
+    reads: list[str] = []
+
+    class Counting(TenancyKube):
+        async def list_objects(self, plural: str, namespace: str | None = None) -> list[Doc]:
+            reads.append(plural)
+            return await super().list_objects(plural, namespace)
+
+        async def get_namespace_labels(self, name: str) -> dict[str, str] | None:
+            reads.append(f"namespace {name}")
+            return await super().get_namespace_labels(name)
+
+    kube = Counting([], {"tier": "gold"})
+    kube.policies = [GOLD_CAP]
+    now = [100.0]
+    gate = PolicyGate(kube, ttl=2.0, clock=lambda: now[0])
+    big = GpuPodSpec.parse({"image": "x", "gpuType": "RTX", "gpuCount": 4})
+    for _ in range(5):
+        assert [v.policy for v in await gate.check(NS, big)] == ["cap"]
+    assert reads == ["gputenantpolicies", f"namespace {NS}"]
+    kube.policies = []  # deleted: seen once the TTL has passed
+    now[0] += 2.5
+    assert await gate.check(NS, big) == []
+    assert reads == ["gputenantpolicies", f"namespace {NS}", "gputenantpolicies"]
