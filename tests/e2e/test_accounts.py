@@ -208,7 +208,13 @@ def test_cluster_account_only_for_the_namespaces_it_allows(
     for ns in (ns_named, ns_labelled):
         GpuPods(cp, ns).delete("gpu")
         GpuPods(cp, ns).wait_gone("gpu")
+    named.delete("closed")
+    named.wait_gone("closed")
     assert live_pods(simulator.pods()) == []
+    for account in (name, closed):  # cluster-scoped: other tests share them otherwise
+        cp.request("DELETE", f"{API}/clusteryottaaccounts/{account}")
+        path = f"{API}/clusteryottaaccounts/{account}"
+        wait_for(lambda path=path: get(cp, path) is None, 30, f"{path} gone")
 
 
 def test_missing_secret_is_account_not_found_without_any_api_call(
