@@ -12,6 +12,7 @@ from gen_crd import (
     Schema,
     array,
     bounded_string,
+    crd_document,
     integer,
     obj,
     string,
@@ -23,8 +24,6 @@ from gpupod_operator.domain.spec import (
     SECRET_KEY_PATTERN,
     SECRET_NAME,
 )
-
-CATEGORIES = ["gpu"]
 
 
 def _secret_ref(where: str) -> Schema:
@@ -154,46 +153,20 @@ def _crd(
     spec: Schema,
     columns: list[dict[str, Any]],
 ) -> Schema:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": kind.lower(),
-                "categories": CATEGORIES,
-            },
-            "scope": scope,
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": columns,
-                    "schema": {
-                        "openAPIV3Schema": obj(
-                            description,
-                            {
-                                "apiVersion": string(
-                                    f"Versioned schema of this representation: {GROUP}/{VERSION}."
-                                ),
-                                "kind": string(f"REST resource this object represents: {kind}."),
-                                "metadata": {"type": "object"},
-                                "spec": spec,
-                                "status": _status(kind),
-                            },
-                            required=["spec"],
-                        )
-                    },
-                }
-            ],
+    schema = obj(
+        description,
+        {
+            "apiVersion": string(f"Versioned schema of this representation: {GROUP}/{VERSION}."),
+            "kind": string(f"REST resource this object represents: {kind}."),
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": _status(kind),
         },
-    }
+        required=["spec"],
+    )
+    return crd_document(
+        kind, plural, scope, schema, subresources={"status": {}}, additionalPrinterColumns=columns
+    )
 
 
 YOTTA_ACCOUNT = _crd(

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from gen_crd import (
-    CATEGORIES,
     GPU_COUNTS,
     GROUP,
     STRINGS,
@@ -20,6 +19,7 @@ from gen_crd import (
     array,
     boolean,
     bounded_string,
+    crd_document,
     integer,
     obj,
     rule,
@@ -139,34 +139,6 @@ def policy_spec() -> Schema:
     )
 
 
-def _crd(kind: str, plural: str, scope: str, schema: Schema, **version: Any) -> Schema:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": kind.lower(),
-                "categories": CATEGORIES,
-            },
-            "scope": scope,
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    **version,
-                    "schema": {"openAPIV3Schema": schema},
-                }
-            ],
-        },
-    }
-
-
 def _root(description: str, kind: str, properties: Schema) -> Schema:
     return obj(
         description,
@@ -231,7 +203,7 @@ def quota_status() -> Schema:
     )
 
 
-GPU_TENANT_POLICY = _crd(
+GPU_TENANT_POLICY = crd_document(
     "GpuTenantPolicy",
     "gputenantpolicies",
     "Cluster",
@@ -244,7 +216,7 @@ GPU_TENANT_POLICY = _crd(
     ),
 )
 
-GPU_QUOTA = _crd(
+GPU_QUOTA = crd_document(
     "GpuQuota",
     "gpuquotas",
     "Namespaced",

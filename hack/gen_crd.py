@@ -835,34 +835,57 @@ def root_schema() -> Schema:
     )
 
 
-def crd() -> Schema:
+def crd_document(
+    kind: str,
+    plural: str,
+    scope: str,
+    schema: Schema,
+    *,
+    short_names: list[str] | None = None,
+    **version: Any,
+) -> Schema:
+    """A CRD of this project: group gpupod.dev, one served and stored version, the category
+    `gpu` (so `kubectl get gpu` lists every kind); `version` adds subresources, columns."""
+    names: Schema = {
+        "kind": kind,
+        "listKind": f"{kind}List",
+        "plural": plural,
+        "singular": kind.lower(),
+    }
+    if short_names:
+        names["shortNames"] = short_names
+    names["categories"] = CATEGORIES
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
-                "categories": CATEGORIES,
-            },
-            "scope": "Namespaced",
+            "names": names,
+            "scope": scope,
             "versions": [
                 {
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": root_schema()},
+                    **version,
+                    "schema": {"openAPIV3Schema": schema},
                 }
             ],
         },
     }
+
+
+def crd() -> Schema:
+    return crd_document(
+        KIND,
+        PLURAL,
+        "Namespaced",
+        root_schema(),
+        short_names=SHORT_NAMES,
+        subresources={"status": {}},
+        additionalPrinterColumns=PRINTER_COLUMNS,
+    )
 
 
 class _Dumper(yaml.SafeDumper):
