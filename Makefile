@@ -41,7 +41,7 @@ dev-up: $(VENV_OK) control-plane
 dev-down: $(VENV_OK)
 	$(PY) -m gpupod_operator.devenv down
 
-bench: $(VENV_OK) control-plane
+bench: $(VENV_OK) control-plane helm
 	$(PY) -m bench $(if $(N),--n $(N),)
 
 # The survival suite (tests/e2e/test_survival_*.py) at a larger scale and several seeds;

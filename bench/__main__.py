@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the floor")
     parser.add_argument(
+        "--no-finalizer-policy",
+        action="store_true",
+        help="without the chart's MutatingAdmissionPolicy: the operator adds its finalizer",
+    )
+    parser.add_argument(
         "--no-restart",
         action="store_true",
         help="skip the restart phase (the operator restarted with N GpuPods Running)",
@@ -129,6 +134,7 @@ def config_for(args: argparse.Namespace, n: int, steady: float) -> RunConfig:
         out_dir=args.out_dir,
         profile=args.profile,
         floor=not args.no_floor,
+        finalizer_policy=not args.no_finalizer_policy,
         restart=not args.no_restart,
         plot=not args.no_plot,
         phase_timeout=args.phase_timeout,

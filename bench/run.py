@@ -76,6 +76,7 @@ class RunConfig:
     out_dir: Path = REPO / "bench-results"
     profile: bool = False
     floor: bool = True
+    finalizer_policy: bool = True  # the chart's MutatingAdmissionPolicy (finalizer at apply)
     restart: bool = True
     plot: bool = True
     phase_timeout: float | None = None  # default: 120 + 0.6 s per GpuPod
@@ -206,6 +207,36 @@ def warm_up(plane: ControlPlane, namespace: str, count: int = 5) -> None:
     plane.request("DELETE", collection(namespace))
 
 
+CHART = REPO / "deploy" / "helm" / "gpupod-operator"
+MAP_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+
+
+def install_finalizer_policy(plane: ControlPlane, namespace: str, timeout: float = 60.0) -> None:
+    """The chart's finalizer policy, as `helm install --set watchNamespaces={namespace}`
+    renders it, in effect once a server-side dry run of a GpuPod comes back with the
+    finalizer (the API server loads new policies within a second or so)."""
+    cache = Path(os.environ.get("GPUPOD_CACHE") or Path.home() / ".cache" / "gpupod-operator")
+    args = ["template", "bench", str(CHART), "--set", f"watchNamespaces={{{namespace}}}"]
+    args += ["--api-versions", MAP_API, "--show-only", "templates/finalizer-policy.yaml"]
+    rendered = subprocess.run(
+        [str(cache / "bin" / "helm"), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    plane.kubectl("apply", "-f", "-", input=rendered)
+    deadline = time.monotonic() + timeout
+    probe = gpupod_manifest("finalizer-policy-probe")
+    while True:
+        made = plane.request("POST", f"{collection(namespace)}?dryRun=All", probe)
+        if "gpupod.dev/finalizer" in (made.get("metadata", {}).get("finalizers") or []):
+            return
+        if time.monotonic() > deadline:
+            raise BenchFailure(f"the finalizer policy took no effect within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -300,6 +331,9 @@ class Run:
             warm_up(plane, f"bench-warmup-{self.stamp[-6:]}")
             ns_floor = plane.create_namespace(f"bench-floor-{self.stamp[-6:]}")
             ns_op = plane.create_namespace(f"bench-op-{self.stamp[-6:]}")
+            if cfg.finalizer_policy:
+                install_finalizer_policy(plane, ns_op)
+            self.result["finalizer_policy"] = cfg.finalizer_policy
             self.result["versions"] = versions(plane)
             self.result["operator_source"] = source_fingerprint()
             self.result["namespaces"] = {"floor": ns_floor, "operator": ns_op}

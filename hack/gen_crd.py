@@ -792,6 +792,11 @@ STATUS_PROPERTIES: dict[str, Schema] = {
         "True while the operator replaces the remote pod (updatePolicy Recreate): the old pod "
         "is being deleted and a new one will be created, even if the spec changes back."
     ),
+    "lastHandled": string(
+        "A digest of the spec, labels and annotations the operator last reconciled to the "
+        "end: a GpuPod whose digest differs is reconciled again (kopf's diff base, kept here "
+        "instead of an annotation so that it is written with the result)."
+    ),
 }
 
 

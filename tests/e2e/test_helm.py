@@ -42,7 +42,7 @@ from gpupod_operator.devenv.process import free_port
 from gpupod_operator.devenv.simulator_process import SimulatorProcess
 
 from .conftest import REPO_ROOT, StartOperator
-from .gpupods import GpuPods, live_pods
+from .gpupods import GpuPods, live_pods, manifest, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -250,13 +250,17 @@ def template(
     release: str = "gpupod",
     namespace: str = "gpupod-system",
     include_crds: bool = False,
+    api_versions: tuple[str, ...] = (),
 ) -> list[Doc]:
-    """``helm template`` with ``values`` (a values file); the rendered objects."""
+    """``helm template`` with ``values`` (a values file); the rendered objects. `api_versions`:
+    what the API server serves beyond helm's defaults (`helm install` asks the server)."""
     values_file = tmp_path / f"values-{uuid.uuid4().hex[:8]}.yaml"
     values_file.write_text(yaml.safe_dump(values or {}))
     args = ["template", release, str(CHART), "--namespace", namespace, "-f", str(values_file)]
     if include_crds:
         args.append("--include-crds")
+    for api in api_versions:
+        args += ["--api-versions", api]
     rendered = run_helm(helm, *args).stdout
     return [d for d in yaml.safe_load_all(rendered) if d]
 
@@ -309,6 +313,9 @@ ACCOUNT_RULES = {
 # The operator's policy check: the policies (read-only) and the labels of a namespace.
 POLICY_RULES = {("gpupod.dev", "gputenantpolicies"): {"list"}, ("", "namespaces"): {"get"}}
 TENANCY_KINDS = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+MAP_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"  # Kubernetes 1.36+
+FINALIZER_KINDS = ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"]
+FINALIZER = "gpupod.dev/finalizer"
 
 
 def lease_rules(name: str) -> list[Doc]:
@@ -695,6 +702,81 @@ def test_tenancy_objects_are_on_by_default_and_can_be_turned_off(
     ]
 
 
+def test_the_finalizer_policy_is_rendered_where_the_api_server_serves_it(
+    helm: Path, tmp_path: Path
+) -> None:
+    assert not set(FINALIZER_KINDS) & set(kinds(template(helm, tmp_path)))  # before 1.36
+    docs = template(helm, tmp_path, api_versions=(MAP_API,))
+    policy = one(docs, "MutatingAdmissionPolicy")
+    assert policy["spec"]["failurePolicy"] == "Ignore"  # the operator adds it otherwise
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert [(r["resources"], r["operations"]) for r in rules] == [(["gpupods"], ["CREATE"])]
+    binding = one(docs, "MutatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"]}  # every namespace
+    scoped = template(helm, tmp_path, {"watchNamespaces": ["a", "b"]}, api_versions=(MAP_API,))
+    assert one(scoped, "MutatingAdmissionPolicyBinding")["spec"]["matchResources"] == {
+        "namespaceSelector": {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}
+            ]
+        }
+    }
+    off = template(helm, tmp_path, {"finalizerPolicy": {"enabled": False}}, api_versions=(MAP_API,))
+    assert not set(FINALIZER_KINDS) & set(kinds(off))
+
+
+def test_the_finalizer_policy_sets_the_finalizer_at_apply_in_watched_namespaces_only(
+    helm: Path,
+    tmp_path: Path,
+    control_plane: ControlPlane,
+    namespace: str,
+    simulator: SimulatorProcess,
+    start_operator: StartOperator,
+) -> None:
+    """With the chart's MutatingAdmissionPolicy the finalizer is in the tenant's own CREATE:
+    the operator writes nothing of its own to the GpuPod (its status aside), and the
+    deletion still ends with the finalizer removed. Outside watchNamespaces: no finalizer."""
+    cp, other = control_plane, control_plane.create_namespace(unique("unwatched"))
+    docs = template(
+        helm,
+        tmp_path,
+        {"watchNamespaces": [namespace]},
+        release=unique("map"),
+        api_versions=(MAP_API,),
+    )
+    policy = [d for d in docs if d["kind"] in FINALIZER_KINDS]
+    kubectl_apply(cp, policy, dry_run=False)
+    try:
+        probe = manifest("probe")
+        dry = f"/apis/gpupod.dev/v1alpha1/namespaces/{namespace}/gpupods?dryRun=All"
+        wait_for(  # the API server loads a new policy within a moment
+            lambda: (
+                FINALIZER in (cp.request("POST", dry, probe)["metadata"].get("finalizers") or [])
+            ),
+            30,
+            "the finalizer policy in effect",
+        )
+        GpuPods(cp, other).create("theirs")
+        assert not GpuPods(cp, other).get("theirs")["metadata"].get("finalizers")
+        pods = GpuPods(cp, namespace)
+        pods.create("mine")
+        assert pods.get("mine")["metadata"]["finalizers"] == [FINALIZER]  # before any operator
+        start_operator()
+        pod_id = pods.wait_phase("mine", "Running")["podId"]
+        managers = {m["manager"]: m for m in pods.get("mine")["metadata"]["managedFields"]}
+        # The operator's writes are its status (subresource) only: no kopf patch of the object.
+        assert {m.get("subresource") for n, m in managers.items() if n != "Python-urllib"} == {
+            "status"
+        }, managers
+        pods.delete("mine")
+        pods.wait_gone("mine")
+        assert remote(simulator, pod_id)["status"] == "TERMINATED"
+    finally:
+        for doc in policy:
+            cp.kubectl("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
+        cp.kubectl("delete", "gpupod", "theirs", "-n", other, "--ignore-not-found", "--wait=false")
+
+
 def test_existing_secret_is_mounted_and_no_secret_is_created(helm: Path, tmp_path: Path) -> None:
     docs = template(
         helm, tmp_path, {"apiKey": {"existingSecret": "yotta", "existingSecretKey": "key"}}
@@ -809,7 +891,9 @@ def test_rendered_manifests_are_accepted_by_the_api_server(
             release=unique("dry"),
             namespace=release_ns,
             include_crds=True,
+            api_versions=(MAP_API,),  # as `helm install` renders it on this server
         )
+        assert set(FINALIZER_KINDS) <= set(kinds(docs))
         out = kubectl_apply(control_plane, docs, dry_run=True)
         for doc in docs:
             kind = doc["kind"].lower()
@@ -1032,7 +1116,7 @@ def test_cluster_wide_rbac_runs_a_full_lifecycle_and_refuses_the_rest(
     assert remote(simulator, pod_id)["status"] == "TERMINATED"
     assert not live_pods(simulator.pods(), f"{ns}-rbac-")
     reasons = pods.event_reasons("rbac")  # Events are best effort: prove they were allowed
-    assert "Created" in reasons and "Pausing" in reasons and "Resuming" in reasons
+    assert "Running" in reasons and "Pausing" in reasons and "Resuming" in reasons
     # A release on purpose is recorded in the release namespace (the orphans Role).
     pods.create("kept", deletionPolicy="Orphan")
     kept = pods.wait_phase("kept", "Running")["podId"]
@@ -1238,7 +1322,7 @@ def test_namespaced_rbac_serves_its_namespace_and_nothing_outside(
     pods.delete("scoped")
     pods.wait_gone("scoped")
     assert remote(simulator, pod_id)["status"] == "TERMINATED"
-    assert "Created" in pods.event_reasons("scoped")
+    assert "Running" in pods.event_reasons("scoped")
     # The GpuPod outside watchNamespaces was never touched (no finalizer, no status, no pod).
     theirs = GpuPods(cp, other).get("theirs")
     assert theirs is not None and not theirs["metadata"].get("finalizers")

@@ -63,7 +63,6 @@ def test_apply_reaches_running_with_id_endpoints_and_price(
         "Ready": "True",
         "Synced": "True",
     }
-    assert "Created" in gpupods.event_reasons("web")
     assert "Running" in gpupods.event_reasons("web")
     assert creates(simulator) == 1
     # printer columns show it to a tenant

@@ -71,6 +71,7 @@ STATUS_FIELDS: dict[str, tuple[str, str | None]] = {
     "account": ("object", None),
     "cost": ("object", None),
     "expiresAt": ("string", "date-time"),
+    "lastHandled": ("string", None),
 }
 PHASES = [
     "Pending",

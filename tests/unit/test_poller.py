@@ -14,6 +14,7 @@ from gpupod_operator.controller.poller import OUTAGE_AFTER, Poller
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.controller.status_writer import StatusWriter
 from gpupod_operator.provider import YottaProvider
+from gpupod_operator.yotta import Pod
 from tests.unit.fakes import Clock, FakeKube, FakeYotta, Posted, gpupod, remote
 
 
@@ -187,3 +188,22 @@ async def test_outage_is_reported_once_keeps_synced_and_recovery_restores(
     await world.poll()
     assert world.condition("a", "Ready")["status"] == "True"
     assert world.condition("a", "Synced")["reason"] == "Reconciled"
+
+
+async def test_a_deletion_that_begins_during_the_round_gets_no_status_write(world: World) -> None:
+    """The round's GpuPods are taken before its List; one whose deletion starts meanwhile
+    (the finalizer deleted its pod) is not written: it is about to go."""
+    world.yotta.pods["1"] = remote("1", "ns-a-uid")
+    world.add("a", podId="1", remoteName="ns-a-uid", phase="Running")
+    real_list = world.yotta.list_pods
+
+    async def list_while_deleting() -> list[Pod]:
+        body = dict(world.kube.objects["a"])
+        body["metadata"] = {**body["metadata"], "deletionTimestamp": "2026-12-02T00:00:00Z"}
+        world.registry.upsert(body)  # kopf's watch saw the deletion
+        world.yotta.pods["1"]["status"] = "TERMINATED"  # and the finalizer deleted the pod
+        return await real_list()
+
+    world.yotta.list_pods = list_while_deleting  # type: ignore[method-assign]
+    await world.poll()
+    assert world.kube.patches == []

@@ -13,7 +13,7 @@ same write that records the pod ID. A patch the API server refused is marked `(c
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
@@ -158,7 +158,6 @@ CREATE: dict[str, Case] = {
             ops=["patch +createPending", "create", CREATED],
             synced=("True", "Reconciled"),
             status={"podId": "p1", "createPending": ABSENT, "phase": "Initializing"},
-            events=("Normal/Created",),
         ),
     ),
     "MarkerWriteFails": Case(
@@ -542,7 +541,7 @@ EXISTING: dict[str, Case] = {
             ],
             synced=("True", "Reconciled"),
             status={"podId": "p2", "replacing": ABSENT, "specHash": hash_of(SPEC)},
-            events=("Normal/Recreating", "Normal/Created"),
+            events=("Normal/Recreating",),
         ),
     ),
 }
@@ -838,12 +837,67 @@ FINALIZE: dict[str, Case] = {
 }
 
 
+@pytest.fixture
+def no_delete_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every wait goes to kopf's retries at once (the table above is about those)."""
+    monkeypatch.setattr(reconciler, "DELETE_WAIT", 0.0)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The in-handler waits of a deletion, taken without waiting."""
+    taken: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        taken.append(seconds)
+
+    monkeypatch.setattr(reconciler, "pause", pause)
+    return taken
+
+
 @pytest.mark.parametrize("case", FINALIZE.values(), ids=FINALIZE.keys())
-async def test_finalize(worlds: Worlds, case: Case) -> None:
+async def test_finalize(worlds: Worlds, case: Case, no_delete_wait: None) -> None:
     await check(worlds, reconciler.finalize, case)
 
 
-async def test_finalize_releases_only_after_the_pod_is_confirmed_gone(worlds: Worlds) -> None:
+async def test_a_create_posts_no_event_the_status_tells_it(worlds: Worlds) -> None:
+    """The pod ID and phase are in the status from the write after the POST; the move into
+    Running is the create's one Event (posted by the status writer)."""
+    w = await check(worlds, reconciler.reconcile, CREATE["NewGpuPod"])
+    assert w.event_reasons() == [], w.events
+
+
+async def test_a_deletion_waits_in_the_handler_and_writes_only_the_release(
+    worlds: Worlds, waits: list[float]
+) -> None:
+    """DELETE, the pod terminating, then gone: one handler call, no status write (no kopf
+    retry either: it would write its progress), and ONE Event, at the end."""
+    fns = Fns(
+        observe=then(pod("p1"), pod("p1", "TERMINATING"), pod("p1", "TERMINATING"), None),
+        delete=returns(None),
+    )
+    w = worlds.new(owned(), fns)
+    assert await run(w, reconciler.finalize, w.stored()) is None
+    assert w.log == ["observe p1", "delete p1", "observe p1", "observe p1", "observe p1"]
+    assert waits == [1.0, 1.0]
+    assert w.event_reasons() == ["Normal/Deleted"], w.events
+
+
+async def test_a_slow_termination_is_handed_to_kopf_with_the_phase_written(
+    worlds: Worlds, waits: list[float]
+) -> None:
+    """Past DELETE_WAIT the status says Terminating, and kopf retries; the pod is deleted once."""
+    fns = Fns(observe=then(pod("p1"), pod("p1", "TERMINATING")), delete=returns(None))
+    w = worlds.new(owned(), fns)
+    err = await run(w, reconciler.finalize, w.stored())
+    assert isinstance(err, kopf.TemporaryError)
+    assert sum(waits) == reconciler.DELETE_WAIT and w.log.count("delete p1") == 1
+    assert w.log[-1] == DELETING and w.kube.status["phase"] == "Terminating"
+
+
+async def test_finalize_releases_only_after_the_pod_is_confirmed_gone(
+    worlds: Worlds, no_delete_wait: None
+) -> None:
     """Three handler calls, as kopf retries them: delete, still terminating, gone."""
     fns = Fns(
         observe=then(pod("p1"), pod("p1", "TERMINATING"), pod("p1", "TERMINATING"), None),
@@ -856,3 +910,14 @@ async def test_finalize_releases_only_after_the_pod_is_confirmed_gone(worlds: Wo
     assert outcomes == [kopf.TemporaryError, kopf.TemporaryError, type(None)]
     assert w.log.count("delete p1") == 1  # a terminating pod is not deleted again
     assert w.log[-1] == "observe p1"  # released on that answer, nothing after it
+
+
+async def test_the_write_that_records_a_new_pod_starts_its_cost_count(worlds: Worlds) -> None:
+    """The count of running time starts in the pod ID's write, so that the poller's first
+    look at the pod is no write of its own (make bench: a third status write per GpuPod)."""
+    case = replace(CREATE["NewGpuPod"], fns=Fns(create=returns(pod("p1", "RUNNING"))))
+    w = worlds.new(case.body, case.fns)
+    assert await run(w, reconciler.reconcile, case.body) is None
+    counted = w.kube.status["cost"]
+    assert counted["running"] is True and counted["countedUntil"], counted
+    assert counted["runningSeconds"] == 0

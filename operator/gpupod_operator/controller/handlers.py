@@ -6,6 +6,8 @@ Resources are always group-qualified (kopf would otherwise scan every API group 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -48,17 +50,22 @@ NAMESPACES: tuple[str, ...] = ()  # the watched namespaces; empty: all of them
 
 
 class _DiffBase(kopf.AnnotationsDiffBaseStorage):
-    """kopf's change detection (spec, labels, annotations) plus two status fields the
-    reconciler writes BEFORE a remote action whose answer may be lost after it took effect:
+    """kopf's change detection, with the last handled state kept as a digest in
+    `status.lastHandled`, written by the reconciler together with its result: no write of
+    kopf's own per handled change (it was one `gpupods` PATCH per create, make bench). GpuPods
+    last handled by an older version still carry kopf's annotation, which is read then.
+
+    The essence is kopf's (spec, labels, annotations) plus three status fields the reconciler
+    writes BEFORE a remote action whose answer may be lost after it took effect:
     `pausedApplied` (pause/resume) and `replacing` (the delete of a Recreate); and
     `cost.guard`, which the poller sets when a lifetime or price cap applies (domain.cost), so
     that the reconciler, and only it, pauses or deletes the pod.
 
-    Why: kopf drops a handler waiting to retry when the spec returns to the last handled one.
-    Without these fields, flipping `paused` back while a pause's answer was lost left a RUNNING
-    pod under `paused: true` forever, and reverting a Recreate while the old pod was being
-    deleted left the GpuPod with no pod. With them, the essence differs from the last handled
-    one after such an action, so a level-based reconcile still runs.
+    Why those: kopf drops a handler waiting to retry when the spec returns to the last handled
+    one. Without these fields, flipping `paused` back while a pause's answer was lost left a
+    RUNNING pod under `paused: true` forever, and reverting a Recreate while the old pod was
+    being deleted left the GpuPod with no pod. With them, the essence differs from the last
+    handled one after such an action, so a level-based reconcile still runs.
     """
 
     def build(self, *, body: Any, extra_fields: Any = None) -> Any:
@@ -69,7 +76,59 @@ class _DiffBase(kopf.AnnotationsDiffBaseStorage):
             # Set by the poller when a cost guardrail applies: the reconciler pauses or deletes.
             "status.cost.guard",
         ]
-        return super().build(body=body, extra_fields=fields)
+        essence = super().build(body=body, extra_fields=fields)
+        # Our own annotations (kopf's progress, older versions' diff base) are not the user's.
+        annotations = essence.get("metadata", {}).get("annotations", {})
+        for key in [k for k in annotations if k.startswith(f"{PREFIX}/")]:
+            del annotations[key]
+        self.remove_empty_stanzas(essence)
+        return essence
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # uid -> the digest this process last handled: kopf may hand over an event older than
+        # our own result's write (the create marker's, say), whose status predates the digest;
+        # kopf's own patches it would wait for (consistency_timeout), ours it does not know.
+        self._handled: dict[str, str] = {}
+
+    def digest(self, body: Any) -> str:
+        """What `status.lastHandled` holds once `body` has been handled."""
+        return essence_digest(self.build(body=body))
+
+    def handled(self, body: Any, digest: str) -> None:
+        self._handled[body["metadata"]["uid"]] = digest
+
+    def forget(self, uid: str) -> None:
+        self._handled.pop(uid, None)
+
+    def fetch(self, *, body: Any) -> Any:
+        stored = (body.get("status") or {}).get("lastHandled")
+        known = {stored, self._handled.get(body["metadata"].get("uid", ""))} - {None}
+        if not known:
+            return super().fetch(body=body)  # None: never handled (a create)
+        current = self.build(body=body)
+        # Unchanged: the essence itself (no diff); changed: anything that differs from it.
+        return current if essence_digest(current) in known else {"lastHandled": stored}
+
+    def store(self, **_: Any) -> None:
+        """Nothing here: the reconciler wrote `status.lastHandled` with its result."""
+
+
+class _Progress(kopf.AnnotationsProgressStorage):
+    """kopf's retry state in annotations, as before, minus the `kopf-managed` marker: it
+    would cost a `gpupods` write on a GpuPod's first successful handling, and only serves
+    other kopf operators that might share our prefix (none do)."""
+
+    def _store_marker(self, prefix: str, patch: Any, body: Any) -> None:
+        return None
+
+
+def essence_digest(essence: Any) -> str:
+    text = json.dumps(essence, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+DIFF_BASE = _DiffBase(prefix=PREFIX, key="last-handled-configuration")
 
 
 @kopf.on.login()
@@ -86,10 +145,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     assert CONFIG is not None, "the CLI sets handlers.CONFIG before starting kopf"
     config, metrics = CONFIG, METRICS or Metrics()
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = _DiffBase(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.progress_storage = _Progress(prefix=PREFIX)
+    settings.persistence.diffbase_storage = DIFF_BASE
     settings.posting.level = logging.WARNING
     settings.networking.connect_timeout = 10
     settings.networking.request_timeout = 60
@@ -209,6 +266,7 @@ async def track(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     body = event["object"]
     if event["type"] == "DELETED":
         rt.registry.remove(body["metadata"]["namespace"], body["metadata"]["name"])
+        DIFF_BASE.forget(body["metadata"]["uid"])
     else:
         rt.registry.upsert(body)
 
@@ -217,7 +275,9 @@ async def track(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
-    await reconciler.reconcile(memo.runtime, body, retry)
+    digest = DIFF_BASE.digest(body)
+    await reconciler.reconcile(memo.runtime, body, retry, handled=digest)
+    DIFF_BASE.handled(body, digest)
 
 
 @kopf.on.delete(*RESOURCE)

@@ -159,13 +159,17 @@ class Poller:
 
         async def guarded(t: Tracked) -> None:
             async with gate:
+                # As it is now: a GpuPod whose deletion began during the round (its finalizer
+                # is about to go) needs no status write, and the newest status is the base.
+                now = self._registry.get(t.ref.namespace, t.ref.name)
+                if now is None or now.ref.uid != t.ref.uid or not _polled(now):
+                    return
                 try:
-                    await one(t, arg)
+                    await one(now, arg)
                 except (KubeError, ProviderError) as e:
                     log.warning("status of %s/%s not synced: %s", t.ref.namespace, t.ref.name, e)
 
-        live = [t for t in tracked if t.pod_id and not t.deleting and not t.pending]
-        await asyncio.gather(*(guarded(t) for t in live))
+        await asyncio.gather(*(guarded(t) for t in tracked if _polled(t)))
 
     async def _sync(self, binding: Binding, t: Tracked, by_id: dict[str, Pod]) -> None:
         assert t.pod_id is not None
@@ -299,3 +303,8 @@ class Poller:
                     prices.append(price)
         self._metrics.set_inventory(phases, gpus, prices)
         self._metrics.set_pod_prices(per_pod)
+
+
+def _polled(t: Tracked) -> bool:
+    """The poller writes the status of a GpuPod with a pod that is not being deleted."""
+    return bool(t.pod_id) and not t.deleting and not t.pending

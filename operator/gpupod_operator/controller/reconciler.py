@@ -15,8 +15,10 @@ GpuPod again and decides anew, and never POSTs on the old view.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,6 +49,11 @@ from gpupod_operator.yotta import Pod
 log = logging.getLogger(__name__)
 
 MAX_STEPS = 12  # actions per handler call; every path to Done/Wait/Stop is shorter
+# A deletion waits this long in the handler for the remote pod to go (observing it every
+# second), before it hands the wait to kopf's retries, which cost two writes each (kopf's
+# progress annotation and its wake-up): most pods terminate well within it.
+DELETE_WAIT = 10.0
+pause: Callable[[float], Awaitable[None]] = asyncio.sleep  # (tests wait without waiting)
 MAX_REREADS = 3  # fresh reads after a lost compare-and-swap, per handler call
 ACCOUNT_RETRY = 10.0  # seconds before an unusable account (missing Secret ...) is tried again
 ADOPT_CONFIRM = 2.0  # seconds before an adoption is confirmed against the claims seen by then
@@ -99,6 +106,8 @@ class Attempt:
     observed: st.Observed | None = None
     lookup: d.NameLookup | None = None
     binding: Binding | None = None  # the account, bound once per attempt (`provider`)
+    # A GpuPod's own deletion announces the end ("Deleted") instead of the DELETE call.
+    announce_delete: bool = True
     created: str = ""  # creationTimestamp: the order of quota admission
 
     @classmethod
@@ -150,13 +159,18 @@ class Attempt:
 
     def _project(self, current: Any, generation: int) -> dict[str, Any] | None:
         now = _now()
-        # The guardrail as this attempt sees it (the running time is the poller's to count).
+        # The guardrail as this attempt sees it. The running time is the poller's to count,
+        # but the count starts with the write that records the pod: else the poller's first
+        # look at it would be a write of its own, for the start of the count only.
+        seen = self.observed
+        starts = seen is not None and seen.pod is not None
         guarded = cost.project(
             current,
             now=now,
             limits=self.desired.limits,
             gpu_count=self.spec.gpuCount,
-            seen=self.observed,
+            seen=seen,
+            accrue=starts and cost.Checkpoint.of(current).counted_until is None,
             phase=self.facts.get("phase"),
         )
         return st.project(
@@ -331,9 +345,9 @@ class Attempt:
         self.record_pod(pod)
         await admission.after_create(self.rt, self.ref, pod)
         self.rt.poller.poke()
-        self.rt.events.normal(
-            self.ref, "Created", f"created remote pod {pod.id} ({self.recorded.remote_name})"
-        )
+        # No Event here: the status shows the pod ID and phase from this write on, and the
+        # move into Running (or Failed) is the Event a human needs (status_writer).
+        log.info("%s/%s created remote pod %s", self.ref.namespace, self.ref.name, pod.id)
 
     def fence(self) -> None:
         """HA: a create starts only if it ends before the leader Lease could pass on."""
@@ -407,7 +421,8 @@ class Attempt:
                     self.recorded = replace(self.recorded, replacing=True)
                 self.observed = None
                 await (await self.provider()).delete(pod_id)
-                events.normal(ref, "Deleting", f"deleting remote pod {pod_id}: {reason}")
+                if self.announce_delete:
+                    events.normal(ref, "Deleting", f"deleting remote pod {pod_id}: {reason}")
                 self.facts.update(phase=st.Phase.TERMINATING.value, message=f"deleting: {reason}")
             case d.Forget():
                 events.normal(
@@ -442,10 +457,18 @@ async def _fresh(rt: Runtime, ref: ObjectRef) -> Any | None:
 
 
 async def _run(
-    rt: Runtime, body: Any, retry: int, steps: Any, *, save_on_success: bool = True
+    rt: Runtime,
+    body: Any,
+    retry: int,
+    steps: Any,
+    *,
+    save_on_success: bool = True,
+    handled: str | None = None,
 ) -> None:
     """Run `steps` on an Attempt, re-reading the GpuPod after a lost compare-and-swap, and
-    write what it learned at the end, whatever happened."""
+    write what it learned at the end, whatever happened. `handled` (kopf's digest of the body
+    it handed over, handlers._DiffBase) goes into that write on success only: a failure must
+    leave kopf a change to retry."""
     for _ in range(MAX_REREADS):
         a = Attempt.of(rt, body)
         try:
@@ -468,6 +491,8 @@ async def _run(
                 log.warning("status of %s/%s not written: %s", a.ref.namespace, a.ref.name, e)
             raise
         if save_on_success:
+            if handled is not None:
+                a.facts["lastHandled"] = handled
             try:
                 await a.save()
             except KubeError as e:
@@ -476,8 +501,8 @@ async def _run(
     raise kopf.TemporaryError("the GpuPod keeps changing; trying again", delay=1)
 
 
-async def reconcile(rt: Runtime, body: Any, retry: int) -> None:
-    await _run(rt, body, retry, _reconcile_steps)
+async def reconcile(rt: Runtime, body: Any, retry: int, handled: str | None = None) -> None:
+    await _run(rt, body, retry, _reconcile_steps, handled=handled)
 
 
 async def _reconcile_steps(a: Attempt, retry: int) -> None:
@@ -554,7 +579,10 @@ async def finalize(rt: Runtime, body: Any, retry: int) -> None:
 
 
 async def _finalize_steps(a: Attempt, retry: int) -> None:
-    for _ in range(MAX_STEPS):
+    a.announce_delete = False
+    steps, waited = 0, 0.0
+    while steps < MAX_STEPS:
+        steps += 1
         action = d.finalize(a.desired, a.recorded, _now(), a.observed, a.lookup, a.settle)
         unproven = a.guard(action)
         if unproven is not None:
@@ -582,6 +610,12 @@ async def _finalize_steps(a: Attempt, retry: int) -> None:
                     a.rt.events.normal(a.ref, reason, message)
                 return
             case d.Wait(message=message, delay=delay):
+                if waited + delay <= DELETE_WAIT:
+                    await pause(delay)  # then look again (nothing written meanwhile)
+                    waited += delay
+                    a.observed = a.lookup = None
+                    steps -= 2  # neither this wait nor the look after it is a step
+                    continue
                 a.facts.update(phase=st.Phase.TERMINATING.value, message=message)
                 raise kopf.TemporaryError(message, delay=delay)
         try:
