@@ -525,7 +525,7 @@ class Run:
             }
 
             def running() -> int:
-                return watcher.count(lambda t: t.running is not None)
+                return watcher.running
 
             def tick_running() -> None:
                 stats = sampler.samples[-1].sim_by_op if sampler.samples else {}
@@ -668,7 +668,7 @@ class Run:
             delete_client = time.monotonic() - t_delete
 
             def gone() -> int:
-                return watcher.count(lambda t: t.deleted is not None)
+                return watcher.deleted
 
             ok = await watcher.wait_for(
                 lambda: gone() >= n,
