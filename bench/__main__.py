@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds allowed per phase (default 120 + 0.6 per GpuPod)",
     )
     parser.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=180.0,
+        help="fail a wait for Running / gone when no GpuPod got there for this long (180)",
+    )
+    parser.add_argument(
         "--out-dir", type=Path, default=REPO / "bench-results", help="default bench-results/"
     )
     return parser
@@ -132,6 +138,7 @@ def config_for(args: argparse.Namespace, n: int, steady: float) -> RunConfig:
         restart=not args.no_restart,
         plot=not args.no_plot,
         phase_timeout=args.phase_timeout,
+        stall_seconds=args.stall_seconds,
     )
 
 

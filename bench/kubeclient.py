@@ -201,17 +201,32 @@ class Watcher:
         return sum(1 for t in self.tracks.values() if predicate(t))
 
     async def wait_for(
-        self, predicate: Callable[[], bool], limit_seconds: float, on_tick: Callable[[], None]
+        self,
+        predicate: Callable[[], bool],
+        limit_seconds: float,
+        on_tick: Callable[[], None],
+        *,
+        progress: Callable[[], int] | None = None,
+        stall_seconds: float | None = None,
     ) -> bool:
-        """Wait until predicate() holds; on_tick() about every 5 s; False on timeout."""
+        """Wait until predicate() holds; on_tick() about every 5 s; False on timeout, or when
+        progress() (a count that grows as the wait nears its end) stayed the same for
+        stall_seconds: a stuck run at N=10000 fails in minutes, not after the whole limit."""
         deadline = time.monotonic() + limit_seconds
         next_tick = time.monotonic() + 5.0
+        last_progress = progress() if progress is not None else 0
+        progressed = time.monotonic()
         while not predicate():
             if self.error is not None:
                 raise RuntimeError(f"the watch failed: {self.error!r}") from self.error
             now = time.monotonic()
             if now >= deadline:
                 return False
+            if progress is not None and stall_seconds is not None:
+                if (current := progress()) != last_progress:
+                    last_progress, progressed = current, now
+                elif now - progressed >= stall_seconds:
+                    return False
             if now >= next_tick:
                 on_tick()
                 next_tick = now + 5.0

@@ -79,6 +79,8 @@ class RunConfig:
     restart: bool = True
     plot: bool = True
     phase_timeout: float | None = None  # default: 120 + 0.6 s per GpuPod
+    #: A wait for Running / gone fails when no GpuPod got there for this long.
+    stall_seconds: float = 180.0
 
     @property
     def timeout(self) -> float:
@@ -271,6 +273,8 @@ class Run:
                 "steady_seconds": cfg.steady_seconds,
                 "profile": cfg.profile,
                 "restart_phase": cfg.restart,
+                "phase_timeout_seconds": cfg.timeout,
+                "stall_seconds": cfg.stall_seconds,
             },
         }
         self._tracemalloc_out = (
@@ -534,9 +538,19 @@ class Run:
                     f"{S.fmt_ops(stats, s0.sim_by_op)}"
                 )
 
-            ok = await watcher.wait_for(lambda: running() >= n, cfg.timeout, tick_running)
+            ok = await watcher.wait_for(
+                lambda: running() >= n,
+                cfg.timeout,
+                tick_running,
+                progress=running,
+                stall_seconds=cfg.stall_seconds,
+            )
             if not ok:
-                raise BenchFailure(f"only {running()}/{n} GpuPods Running after {cfg.timeout:g}s")
+                raise BenchFailure(
+                    f"only {running()}/{n} GpuPods Running after "
+                    f"{time.monotonic() - t_apply:.0f}s (limit {cfg.timeout:g}s, or none more "
+                    f"for {cfg.stall_seconds:g}s)"
+                )
             t_running = max(t.running for t in watcher.tracks.values() if t.running is not None)
             mark("all Running")
             self.create_latencies = [
@@ -674,9 +688,15 @@ class Run:
                 lambda: gone() >= n,
                 cfg.timeout,
                 lambda: log(f"  gone {gone()}/{n}"),
+                progress=gone,
+                stall_seconds=cfg.stall_seconds,
             )
             if not ok:
-                raise BenchFailure(f"only {gone()}/{n} GpuPods gone after {cfg.timeout:g}s")
+                raise BenchFailure(
+                    f"only {gone()}/{n} GpuPods gone after "
+                    f"{time.monotonic() - t_delete:.0f}s (limit {cfg.timeout:g}s, or none more "
+                    f"for {cfg.stall_seconds:g}s)"
+                )
             t_gone = max(t.deleted for t in watcher.tracks.values() if t.deleted is not None)
             mark("all gone")
             self.delete_latencies = [
