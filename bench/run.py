@@ -686,7 +686,17 @@ class Run:
                 stats_del = await sampler.sim_stats()
                 restart_kube = operator_counts(steady_metrics, del_metrics)
                 restart_calls = dict(sim_ops_between(s2, s_del))
+                restart_lists = [
+                    b.t
+                    for a, b in itertools.pairwise(sampler.samples)
+                    if s2.t <= a.t
+                    and b.t <= s_del.t
+                    and b.sim_by_op.get("list", 0) > a.sim_by_op.get("list", 0)
+                ]
                 result["restart"] = {
+                    "window_seconds": round(s_del.t - s2.t, 1),
+                    # A window longer than the sync interval holds periodic Lists too.
+                    "list_call_times_s": [round(t - s2.t, 1) for t in restart_lists],
                     "seconds_to_live": round(ready, 2),
                     "seconds_to_quiet": None if quiet is None else round(quiet + ready, 2),
                     "remote_calls": restart_calls,
