@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra operator flag, repeatable: --operator-arg=--qps --operator-arg=200",
     )
     parser.add_argument(
+        "--product-rate-limit",
+        action="store_true",
+        help="keep the operator's own rate limit (--qps 20 --burst 40); by default the bench "
+        "passes --qps 1000 --burst 1000 unless --operator-arg gives --qps or --burst",
+    )
+    parser.add_argument(
         "--experiment",
         action="append",
         default=[],
@@ -117,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds allowed per phase (default 120 + 0.6 per GpuPod)",
     )
     parser.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=180.0,
+        help="fail a wait for Running / gone when no GpuPod got there for this long (180)",
+    )
+    parser.add_argument(
         "--out-dir", type=Path, default=REPO / "bench-results", help="default bench-results/"
     )
     return parser
@@ -138,6 +150,8 @@ def config_for(args: argparse.Namespace, n: int, steady: float) -> RunConfig:
         restart=not args.no_restart,
         plot=not args.no_plot,
         phase_timeout=args.phase_timeout,
+        stall_seconds=args.stall_seconds,
+        product_rate_limit=args.product_rate_limit,
     )
 
 
@@ -179,7 +193,7 @@ def _scaling(args: argparse.Namespace) -> int:
     table = scaling_table(results)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     md = args.out_dir / f"{stamp}-scaling.md"
-    flags = " ".join(args.operator_arg) or "defaults"
+    flags = " ".join(config_for(args, 0, steady).effective_operator_args) or "defaults"
     load = [r.get("machine", {}).get("loadavg_at_start") for r in results]
     md.write_text(
         f"# gpupod-operator scaling ({stamp})\n\n"

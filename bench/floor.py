@@ -127,7 +127,7 @@ async def run_floor(
         await asyncio.wait_for(run_pool(names, concurrency, one), timeout=limit_seconds)
         result.seconds_all_patched = time.monotonic() - started
         seen = await watcher.wait_for(
-            lambda: watcher.count(lambda t: t.running is not None) >= len(names),
+            lambda: watcher.running >= len(names),
             limit_seconds=60.0,
             on_tick=lambda: log("floor: waiting for the watch to show every Running"),
         )

@@ -107,6 +107,10 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
         f"watch events / GpuPod: {fmt_map(result.get('watch_events_per_gpupod'), 2)}",
         f"operator: peak RSS {fmt(operator.get('peak_rss_mib'), 1)} MiB, "
         f"CPU {fmt(operator.get('cpu_seconds'), 1)}s",
+        f"settle (all Running -> operator quiet): "
+        f"{fmt(_get(result, 'settle.seconds_to_quiet_after_all_running'))}s; K8s writes "
+        f"{fmt(_get(result, 'settle.kube_writes'))} "
+        f"({fmt_map(_get(result, 'settle.kube_requests'), 0)})",
         f"steady state ({fmt(steady.get('window_seconds'), 0)}s, N idle): "
         f"{fmt(steady.get('remote_calls_per_min'))} remote calls/min "
         f"({fmt_map(steady.get('remote_calls'), 0)}); K8s writes {fmt(steady.get('kube_writes'))}",

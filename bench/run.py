@@ -57,6 +57,7 @@ SIMULATOR_ARGS = (
     "warning",
 )
 MIB = 1024.0
+LIFTED_RATE_LIMIT = ("--qps", "1000", "--burst", "1000")
 
 
 def log(message: str) -> None:
@@ -80,6 +81,20 @@ class RunConfig:
     restart: bool = True
     plot: bool = True
     phase_timeout: float | None = None  # default: 120 + 0.6 s per GpuPod
+    #: Keep the operator's own client-side rate limit (--qps 20 --burst 40): the create and
+    #: delete phases are then bound by it, ~(3.8 N - 40) / 20 s of Yotta calls (31 min at
+    #: N=10000). Off by default: the simulator has no limit, the bench measures the operator.
+    product_rate_limit: bool = False
+    #: A wait for Running / gone fails when no GpuPod got there for this long.
+    stall_seconds: float = 180.0
+
+    @property
+    def effective_operator_args(self) -> list[str]:
+        """operator_args, with the rate limit lifted unless kept or given there."""
+        given = {a.split("=", 1)[0] for a in self.operator_args}
+        if self.product_rate_limit or given & {"--qps", "--burst"}:
+            return list(self.operator_args)
+        return [*LIFTED_RATE_LIMIT, *self.operator_args]
 
     @property
     def timeout(self) -> float:
@@ -292,7 +307,10 @@ class Run:
             "n": cfg.n,
             "machine": machine_facts(),
             "flags": {
-                "operator_args": list(cfg.operator_args),
+                "operator_args": cfg.effective_operator_args,
+                "rate_limit": "product (--qps 20 --burst 40 unless given)"
+                if cfg.product_rate_limit
+                else "lifted (--qps 1000 --burst 1000 unless given)",
                 "experiments": list(cfg.experiments),
                 "operator_defaults": "--sync-interval 30 --fast-sync-interval 2 --qps 20 "
                 "--burst 40 (cli.py) unless overridden in operator_args",
@@ -302,6 +320,8 @@ class Run:
                 "steady_seconds": cfg.steady_seconds,
                 "profile": cfg.profile,
                 "restart_phase": cfg.restart,
+                "phase_timeout_seconds": cfg.timeout,
+                "stall_seconds": cfg.stall_seconds,
             },
         }
         self._tracemalloc_out = (
@@ -361,7 +381,7 @@ class Run:
                 plane.admin_kubeconfig,
                 sim.url,
                 sim.api_key,
-                args=cfg.operator_args,
+                args=cfg.effective_operator_args,
                 log_level=cfg.log_level,
                 env=experiment_env(cfg.experiments, self._tracemalloc_out),
                 namespaces=[ns_op],
@@ -559,7 +579,7 @@ class Run:
             }
 
             def running() -> int:
-                return watcher.count(lambda t: t.running is not None)
+                return watcher.running
 
             def tick_running() -> None:
                 stats = sampler.samples[-1].sim_by_op if sampler.samples else {}
@@ -568,9 +588,19 @@ class Run:
                     f"{S.fmt_ops(stats, s0.sim_by_op)}"
                 )
 
-            ok = await watcher.wait_for(lambda: running() >= n, cfg.timeout, tick_running)
+            ok = await watcher.wait_for(
+                lambda: running() >= n,
+                cfg.timeout,
+                tick_running,
+                progress=running,
+                stall_seconds=cfg.stall_seconds,
+            )
             if not ok:
-                raise BenchFailure(f"only {running()}/{n} GpuPods Running after {cfg.timeout:g}s")
+                raise BenchFailure(
+                    f"only {running()}/{n} GpuPods Running after "
+                    f"{time.monotonic() - t_apply:.0f}s (limit {cfg.timeout:g}s, or none more "
+                    f"for {cfg.stall_seconds:g}s)"
+                )
             t_running = max(t.running for t in watcher.tracks.values() if t.running is not None)
             mark("all Running")
             self.create_latencies = [
@@ -601,8 +631,36 @@ class Run:
             self._dump_memory(operator.pid, "after the create burst")
             memory_at: dict[str, dict[str, int]] = {"created": memory_detail(operator.pid)}
             created_metrics = await metrics.snapshot()
-            procs1 = all_processes_cpu()
             s1 = await sampler.sample_now()
+            mark("settle")
+
+            # ---- settle: with thousands of GpuPods the operator is still writing (queued
+            # Events, the poller's status patches) well after the last one showed Running;
+            # the steady window starts once it is quiet, and what it did meanwhile is here.
+            log("settle: waiting until the operator is quiet")
+            t_settle = time.monotonic()
+            quiet_after = await self._wait_quiet(sampler, cfg.timeout)
+            settled_metrics = await metrics.snapshot()
+            s_settled = await sampler.sample_now()
+            settle_kube = operator_counts(created_metrics, settled_metrics)
+            settle_calls = dict(sim_ops_between(s1, s_settled))
+            result["settle"] = {
+                "seconds_to_quiet": None if quiet_after is None else round(quiet_after, 1),
+                "seconds_to_quiet_after_all_running": round(time.monotonic() - t_running, 1),
+                "remote_calls": settle_calls,
+                "kube_writes": sum(S.split_targets(S.writes_by_target(settle_kube))[0].values()),
+                "kube_requests": S.split_targets(S.by_verb_target(settle_kube))[0],
+                "cpu": cpu_between(s1, s_settled),
+                "note": "from the create phase's end (all Running + settle_seconds) until the "
+                "operator used under 5% of a core for 3 s; the steady window starts there",
+            }
+            log(
+                f"settle: quiet after {time.monotonic() - t_settle:.1f}s; K8s writes "
+                f"{result['settle']['kube_writes']}, remote calls {S.fmt_ops(settle_calls, {})}"
+            )
+            # The create phase ends here: its writes and calls include the settle's.
+            created_metrics, s1 = settled_metrics, s_settled
+            procs1 = all_processes_cpu()
             stats1 = await sampler.sim_stats()
             mark("steady")
 
@@ -662,7 +720,17 @@ class Run:
                 stats_del = await sampler.sim_stats()
                 restart_kube = operator_counts(steady_metrics, del_metrics)
                 restart_calls = dict(sim_ops_between(s2, s_del))
+                restart_lists = [
+                    b.t
+                    for a, b in itertools.pairwise(sampler.samples)
+                    if s2.t <= a.t
+                    and b.t <= s_del.t
+                    and b.sim_by_op.get("list", 0) > a.sim_by_op.get("list", 0)
+                ]
                 result["restart"] = {
+                    "window_seconds": round(s_del.t - s2.t, 1),
+                    # A window longer than the sync interval holds periodic Lists too.
+                    "list_call_times_s": [round(t - s2.t, 1) for t in restart_lists],
                     "seconds_to_live": round(ready, 2),
                     "seconds_to_quiet": None if quiet is None else round(quiet + ready, 2),
                     "remote_calls": restart_calls,
@@ -702,15 +770,21 @@ class Run:
             delete_client = time.monotonic() - t_delete
 
             def gone() -> int:
-                return watcher.count(lambda t: t.deleted is not None)
+                return watcher.deleted
 
             ok = await watcher.wait_for(
                 lambda: gone() >= n,
                 cfg.timeout,
                 lambda: log(f"  gone {gone()}/{n}"),
+                progress=gone,
+                stall_seconds=cfg.stall_seconds,
             )
             if not ok:
-                raise BenchFailure(f"only {gone()}/{n} GpuPods gone after {cfg.timeout:g}s")
+                raise BenchFailure(
+                    f"only {gone()}/{n} GpuPods gone after "
+                    f"{time.monotonic() - t_delete:.0f}s (limit {cfg.timeout:g}s, or none more "
+                    f"for {cfg.stall_seconds:g}s)"
+                )
             t_gone = max(t.deleted for t in watcher.tracks.values() if t.deleted is not None)
             mark("all gone")
             self.delete_latencies = [
@@ -756,7 +830,7 @@ class Run:
                 "per_gpupod": S.per_item(active, n),
                 "per_gpupod_including_steady": S.per_item(totals, n),
                 "results": total_req,
-                "note": "per_gpupod counts the create phase (apply -> all Running + settle) and "
+                "note": "per_gpupod counts the create phase (apply -> all Running -> quiet) and "
                 "the delete phase (delete -> all gone + settle), not the idle window",
             }
 

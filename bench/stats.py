@@ -232,7 +232,23 @@ def errors_by_code(counts: Mapping[RequestKey, int]) -> dict[str, int]:
 
 # What the operator touches; anything else in apiserver_request_total during a phase is the API
 # server's own housekeeping (leases, endpoints, the OpenAPI aggregator) and is shown apart.
-OPERATOR_TARGETS = frozenset({"gpupods", "gpupods/status", "events", "secrets"})
+OPERATOR_TARGETS = frozenset(
+    {
+        "gpupods",
+        "gpupods/status",
+        "events",
+        "secrets",
+        # The project's other kinds: only the operator reads them in a bench run (account
+        # resolution, quota admission, policy checks), per GpuPod: not housekeeping.
+        "yottaaccounts",
+        "yottaaccounts/status",
+        "clusteryottaaccounts",
+        "clusteryottaaccounts/status",
+        "gpuquotas",
+        "gpuquotas/status",
+        "gputenantpolicies",
+    }
+)
 
 
 def split_targets(

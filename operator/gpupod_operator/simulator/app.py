@@ -80,6 +80,17 @@ def envelope(data: Any = None, *, code: int = 10000, message: str = "success") -
     return {"message": message, "code": code, "data": data}
 
 
+class Encoded(bytes):
+    """A success answer's `data`, already JSON (a pod list built from cached renderings)."""
+
+
+def _success(data: Any) -> web.Response:
+    if isinstance(data, Encoded):
+        body = b'{"message": "success", "code": 10000, "data": ' + data + b"}"
+        return web.Response(body=body, content_type="application/json")
+    return _json(envelope(data))
+
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
 
@@ -161,7 +172,7 @@ def _api(op: str, impl: Impl) -> Callable[[web.Request], Awaitable[web.StreamRes
             return _json(envelope(code=SYSTEM_ERROR, message="System error"), status)
 
         try:
-            response = _json(envelope(await impl(request, sim)))
+            response = _success(await impl(request, sim))
             result = "ok"
         except SimError as err:
             response, result = _error(err, sim), str(err.code)
@@ -227,12 +238,12 @@ async def list_pods(request: web.Request, sim: Simulator) -> Any:
             raise invalid(f"statusList: unknown status {word!r}")
         statuses.add(status)
     regions = set(_multi(request, "regionList"))
-    now = sim.store.clock()
+    now, dialect = sim.store.clock(), sim.config.dialect
     pods = [
-        render.render_pod(p, now, sim.config.dialect)
+        render.encode_pod(p, now, dialect)
         for p in sim.store.list_pods(regions or None, statuses or None, request[ACCOUNT])
     ]
-    return render.page(pods) if sim.config.dialect.list_shape == "items" else pods
+    return Encoded(render.encode_list(pods, dialect.list_shape))
 
 
 async def delete_pod(request: web.Request, sim: Simulator) -> Any:

@@ -10,6 +10,7 @@ ever resolves to a real machine.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +92,31 @@ def render_pod(pod: PodRecord, now: float, dialect: Dialect) -> dict[str, Any]:
     if status is SimStatus.FAILED:
         body["failureReason"] = pod.failure_reason
     return body
+
+
+def encode_pod(pod: PodRecord, now: float, dialect: Dialect) -> bytes:
+    """`render_pod` as JSON, re-rendered only when what it shows changed: a list of 10,000
+    idle pods is then a join of cached bytes, not 10,000 renders and a 7 MB dumps (about
+    0.5 s of the simulator's CPU per list, which the operator's poller asks for every 2 s
+    while any GpuPod is transitional). The spec, region, id and creation time never change;
+    the key holds everything else `render_pod` reads."""
+    key = (pod.status_at(now), pod.updated_at(now), pod.failure_reason, dialect)
+    cached = pod.encoded
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    data = json.dumps(render_pod(pod, now, dialect)).encode()
+    pod.encoded = (key, data)
+    return data
+
+
+def encode_list(items: list[bytes], list_shape: str) -> bytes:
+    """Encoded items as the list's `data`: a bare array, or the `page` shape."""
+    array = b"[" + b", ".join(items) + b"]"
+    if list_shape != "items":
+        return array
+    meta = page(items)  # one page holding every item, as `page` shapes it
+    del meta["items"]
+    return b'{"items": ' + array + b", " + json.dumps(meta)[1:].encode()
 
 
 def render_credential(cred: Credential) -> dict[str, Any]:

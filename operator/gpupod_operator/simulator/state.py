@@ -64,6 +64,8 @@ class PodRecord:
     holds: bool = False
     #: Which API key's account owns the pod (the index of `--api-key`, 0 without keys).
     account: int = 0
+    #: The pod's last JSON rendering and what it depended on (`render.encode_pod`).
+    encoded: tuple[Any, bytes] | None = None
 
     def status_at(self, now: float) -> SimStatus:
         return self.then if now >= self.since + self.duration else self.status
