@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from .experiments.sitecustomize import KNOWN as KNOWN_EXPERIMENTS
 from .report import scaling_table
 from .run import REPO, RunConfig, log, run_once
 
@@ -33,6 +34,24 @@ def parse_sizes(text: str) -> list[int]:
     if not sizes or any(n <= 0 for n in sizes):
         raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers, e.g. 100,300,1000")
     return sizes
+
+
+def _experiment(name: str) -> str:
+    """One of sitecustomize's KNOWN names; NAME-N / NAME-S stand for NAME-<a number>."""
+    for known in KNOWN_EXPERIMENTS:
+        stem, _, param = known.rpartition("-")
+        if name == known and param not in ("N", "S"):
+            return name
+        if param in ("N", "S") and name.startswith(f"{stem}-"):
+            try:
+                float(name.removeprefix(f"{stem}-"))
+            except ValueError:
+                break
+            return name
+    raise argparse.ArgumentTypeError(
+        f"{name!r}: not an experiment of bench/experiments/sitecustomize.py "
+        f"({', '.join(KNOWN_EXPERIMENTS)})"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,14 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--experiment",
         action="append",
         default=[],
-        choices=[
-            "consistency-60",
-            "worker-limit-100",
-            "malloc-trim",
-            "tracemalloc",
-        ],
+        type=_experiment,
         help="patch the operator process to try a proposed change (bench/experiments/"
-        "sitecustomize.py), repeatable",
+        f"sitecustomize.py), repeatable: {', '.join(KNOWN_EXPERIMENTS)} (N, S: a number)",
     )
     parser.add_argument(
         "--profile",

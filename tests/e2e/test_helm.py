@@ -296,22 +296,25 @@ def verbs(rules: list[Doc]) -> dict[tuple[str, str], set[str]]:
 NAMESPACED_RULES = {
     ("gpupod.dev", "gpupods"): {"get", "list", "watch", "patch"},
     ("gpupod.dev", "gpupods/status"): {"patch"},
-    ("gpupod.dev", "gpuquotas"): {"get", "list"},
+    ("gpupod.dev", "gpuquotas"): {"get", "list", "watch"},
     ("gpupod.dev", "gpuquotas/status"): {"patch"},
     ("", "secrets"): {"get", "patch"},
     ("", "events"): {"create"},
-    ("gpupod.dev", "yottaaccounts"): {"get", "patch"},
+    ("gpupod.dev", "yottaaccounts"): {"get", "list", "watch", "patch"},
     ("gpupod.dev", "yottaaccounts/status"): {"patch"},
 }
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
 # ClusterYottaAccounts, and a namespace's labels for their allowedNamespaces.selector.
 ACCOUNT_RULES = {
-    ("gpupod.dev", "clusteryottaaccounts"): {"get", "patch"},
+    ("gpupod.dev", "clusteryottaaccounts"): {"get", "list", "watch", "patch"},
     ("gpupod.dev", "clusteryottaaccounts/status"): {"patch"},
     ("", "namespaces"): {"get"},
 }
 # The operator's policy check: the policies (read-only) and the labels of a namespace.
-POLICY_RULES = {("gpupod.dev", "gputenantpolicies"): {"list"}, ("", "namespaces"): {"get"}}
+POLICY_RULES = {
+    ("gpupod.dev", "gputenantpolicies"): {"list", "watch"},
+    ("", "namespaces"): {"get"},
+}
 TENANCY_KINDS = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
 MAP_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"  # Kubernetes 1.36+
 FINALIZER_KINDS = ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"]

@@ -1,8 +1,11 @@
 """One Yotta client, rate limiter and `YottaProvider` per account, and the I/O of accounts.
 
 - `resolve` reads what `domain.accounts.resolve` decides on (a new GpuPod only: afterwards the
-  account pinned in its status is used).
-- `bind` reads the (pinned) account's object and its Secret on every use and returns the
+  account pinned in its status is used). Account objects are read through a lister (kopf's
+  watch, controller.listers): resolving a GpuPod in a namespace without accounts costs no
+  request.
+- `bind` reads the (pinned) account's object and its Secret (by name, never cached) on every
+  use and returns the
   account's provider, created lazily and cached; a changed key (rotation) is swapped into the
   same client, so the next call uses it, without a restart and without losing the limiter.
 - `hold` / `release`: while a GpuPod needs an account, its object and Secret carry the
@@ -17,12 +20,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpupod_operator.config import OperatorConfig
 from gpupod_operator.controller.kube import Conflict, KubeApi, KubeError, secret_data
+from gpupod_operator.controller.listers import Lister, LiveLister
 from gpupod_operator.domain import accounts as acc
 from gpupod_operator.domain.accounts import AccountId, AccountUnavailable, Source
 from gpupod_operator.domain.spec import AccountRef
@@ -75,8 +79,14 @@ class Accounts:
         default_namespaces: Sequence[str] = (),
         new_client: ClientFactory | None = None,
         in_use: Callable[[AccountId], int] = lambda _account: 0,
+        listers: Mapping[str, Lister] | None = None,
     ) -> None:
         self._config, self._kube = config, kube
+        # By account kind; without: read through the API on each use.
+        self._listers = dict(listers or {})
+        if kube is not None:
+            for kind, plural in PLURALS.items():
+                self._listers.setdefault(kind, LiveLister(kube, plural))
         key = config.api_key.get_secret_value() if config is not None else ""
         self._operator = Binding(AccountId.operator(), acc.fingerprint(key), operator)
         self.operator_namespace = operator_namespace
@@ -126,9 +136,9 @@ class Accounts:
         if ref is None and self._kube is None:
             found: dict[AccountId, dict[str, Any] | None] = {}
         else:
-            kube = self._need_kube("spec.accountRef")
+            self._need_kube("spec.accountRef")
             found = {
-                a: await kube.find_object(PLURALS[a.kind], a.namespace, a.name)
+                a: await self._listers[a.kind].find(a.namespace, a.name)
                 for a in acc.candidates(ref, namespace)
             }
         labels: dict[str, str] = {}
@@ -150,7 +160,7 @@ class Accounts:
                 f"{account}: the operator does not know its own namespace, where the Secrets of "
                 "ClusterYottaAccounts are: run it with --operator-namespace",
             )
-        obj = await kube.find_object(PLURALS[account.kind], account.namespace, account.name)
+        obj = await self._listers[account.kind].find(account.namespace, account.name)
         source = acc.source_of(account, obj, self.operator_namespace)
         secret = await kube.get_secret(source.secret_namespace, source.secret_name)
         try:
@@ -179,7 +189,7 @@ class Accounts:
         if cached is None:
             client = self._new_client(shape[0], key, shape[1], shape[2])
             cached = _Cached(
-                client, YottaProvider(client, snapshot_ttl=config.sync_interval), fp, shape
+                client, YottaProvider(client, snapshot_ttl=config.snapshot_ttl), fp, shape
             )
             self._cache[account] = cached
             log.info("account %s: client created (key %s)", account, fp)
@@ -211,7 +221,7 @@ class Accounts:
         GpuPod then keeps its own finalizer and tries again)."""
         if account is None or account.kind == acc.OPERATOR or self._kube is None:
             return
-        obj = await self._kube.find_object(PLURALS[account.kind], account.namespace, account.name)
+        obj = await self._listers[account.kind].find(account.namespace, account.name)
         await self._report_count(account, obj, users_left)
         if users_left > 0 or obj is None:
             return
@@ -229,8 +239,8 @@ class Accounts:
         return [
             (
                 lambda b: b.account_obj,
-                lambda: kube.find_object(plural, ns, name),
-                lambda meta: kube.patch_object(plural, ns, name, {"metadata": meta}),
+                lambda: kube.find_object(plural, ns, name),  # fresh: after a lost swap
+                lambda meta: self._patch(account, {"metadata": meta}),
             ),
             (
                 lambda b: b.secret_meta and {"metadata": b.secret_meta},
@@ -311,15 +321,24 @@ class Accounts:
         if not patch:
             return
         try:
-            await self._kube.patch_object(
-                PLURALS[account.kind],
-                account.namespace,
-                account.name,
-                {"status": patch},
-                status=True,
-            )
+            await self._patch(account, {"status": patch}, status=True)
         except KubeError as e:
             log.warning("status of %s not written: %s", account, e)
+
+    async def _patch(
+        self, account: AccountId, body: dict[str, Any], *, status: bool = False
+    ) -> dict[str, Any]:
+        kube = self._need_kube(str(account))
+        plural = PLURALS[account.kind]
+        try:
+            written = await kube.patch_object(
+                plural, account.namespace, account.name, body, status=status
+            )
+        except Conflict:
+            self._listers[account.kind].conflicted(account.namespace, account.name)
+            raise
+        self._listers[account.kind].wrote(written)
+        return written
 
 
 def _now_iso() -> str:

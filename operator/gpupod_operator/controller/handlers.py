@@ -26,6 +26,7 @@ from gpupod_operator.controller.kube import (
     load_configuration,
 )
 from gpupod_operator.controller.leader import FencedTransport, LeaderElector
+from gpupod_operator.controller.listers import Index, IndexLister, Key, key_of, slim
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.orphans import attach_orphans, resolve_cluster_id
 from gpupod_operator.controller.policy import PolicyGate
@@ -34,6 +35,7 @@ from gpupod_operator.controller.quota import QuotaController
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.controller.runtime import Runtime
 from gpupod_operator.controller.status_writer import StatusWriter
+from gpupod_operator.domain.accounts import CLUSTER_YOTTA_ACCOUNT, YOTTA_ACCOUNT
 from gpupod_operator.provider import YottaProvider
 from gpupod_operator.yotta import YottaClient
 
@@ -140,8 +142,38 @@ async def login_handler(**_: Any) -> kopf.ConnectionInfo:
         raise kopf.PermanentError(str(e)) from None  # no retry can fix a kubeconfig
 
 
+# The tenancy kinds, read from these indexes instead of the API (controller.listers). kopf
+# fills them before any GpuPod handler runs and keeps them current from its watch.
+def _entry(body: kopf.Body) -> dict[Key, dict[str, Any]]:
+    return {key_of(body): slim(body)}
+
+
+@kopf.index(GROUP, VERSION, "yottaaccounts")
+async def yottaaccounts_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return _entry(body)
+
+
+@kopf.index(GROUP, VERSION, "clusteryottaaccounts")
+async def clusteryottaaccounts_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return _entry(body)
+
+
+@kopf.index(GROUP, VERSION, "gpuquotas")
+async def gpuquotas_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return _entry(body)
+
+
+@kopf.index(GROUP, VERSION, "gputenantpolicies")
+async def gputenantpolicies_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return _entry(body)
+
+
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes: Any) -> None:
+    def lister(plural: str) -> IndexLister:
+        index: Index = indexes[f"{plural}_index"]  # kopf passes every index by its name
+        return IndexLister(index)
+
     assert CONFIG is not None, "the CLI sets handlers.CONFIG before starting kopf"
     config, metrics = CONFIG, METRICS or Metrics()
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
@@ -153,7 +185,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 310
     settings.execution.default_backoff = 10
-    settings.queueing.worker_limit = None
+    settings.queueing.worker_limit = None  # a limit below the objects of an index deadlocks
+    # kopf's worker of an object holds that object's last event while it waits for the next:
+    # 5 s by default, i.e. the bodies of a whole burst (make bench N=1000).
+    settings.queueing.idle_timeout = 1.0
     # kopf waits this long for its own patch to come back through the watch before it handles
     # an object again; at the 5 s default, a busy apiserver (1000 GpuPods applied at once) made
     # kopf re-run finished create handlers on stale bodies (make bench).
@@ -172,7 +207,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         observer=metrics.observe_call,
         transport=transport,
     )
-    provider = YottaProvider(yotta, snapshot_ttl=config.sync_interval)
+    provider = YottaProvider(yotta, snapshot_ttl=config.snapshot_ttl)
     try:
         kube = await KubeApi.connect()
     except kopf.LoginError as e:
@@ -203,6 +238,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         default_namespaces=config.default_account_namespaces,
         new_client=account_client,
         in_use=registry.users,
+        listers={
+            YOTTA_ACCOUNT: lister("yottaaccounts"),
+            CLUSTER_YOTTA_ACCOUNT: lister("clusteryottaaccounts"),
+        },
     )
     writer = StatusWriter(kube, registry, events, metrics)
     poller = Poller(
@@ -219,8 +258,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if LEADER is not None:
         memo.runtime.may_create = LEADER.may_create
     rt: Runtime = memo.runtime
-    rt.policy = PolicyGate(kube)
-    rt.quota = QuotaController(kube, registry, metrics, NAMESPACES, quote=yotta.list_gpu_types)
+    rt.policy = PolicyGate(kube, lister=lister("gputenantpolicies"))
+    rt.quota = QuotaController(
+        kube,
+        registry,
+        metrics,
+        NAMESPACES,
+        quote=yotta.list_gpu_types,
+        lister=lister("gpuquotas"),
+    )
     rt.quota.kick = lambda ref: reconciler.reconcile_now(rt, ref)
     memo.quota_task = asyncio.create_task(rt.quota.run(), name="gpupod-quota")
     attach_orphans(memo.runtime)

@@ -1,8 +1,9 @@
 """GpuQuota admission, release and upkeep: the I/O around domain/quota.py.
 
-- `admit` runs before the create marker: for every GpuQuota of the namespace, read it fresh,
-  decide, and write the new status with the resourceVersion read as a precondition (a 409 is
-  another admission that got there first: read again and decide again). One lock per
+- `admit` runs before the create marker: for every GpuQuota of the namespace (as kopf's watch
+  shows it, or as our last write returned it: controller.listers), decide, and write the new
+  status with the resourceVersion read as a precondition (a 409 is another writer that got
+  there first: read it fresh and decide again). One lock per
   namespace serialises this process's admissions, so a burst causes no conflict storm; the
   precondition still holds against any other writer (a second operator during a handover).
 - `release` removes a reservation once the remote pod is confirmed gone, then wakes the
@@ -26,6 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gpupod_operator.controller.kube import Conflict, Gone, KubeApi, KubeError, ObjectRef
+from gpupod_operator.controller.listers import Lister, LiveLister
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.registry import Registry
 from gpupod_operator.domain import quota as dq
@@ -64,8 +66,10 @@ class QuotaController:
         namespaces: tuple[str, ...] = (),
         clock: Callable[[], dt.datetime] = _now,
         quote: Quote | None = None,
+        lister: Lister | None = None,
     ) -> None:
         self._kube, self._registry, self._metrics = kube, registry, metrics
+        self._lister = lister or LiveLister(kube, PLURAL)
         self._quote, self._quoted_at = quote, -QUOTE_EVERY
         self._namespaces = namespaces  # empty: every namespace
         self._clock = clock
@@ -94,10 +98,10 @@ class QuotaController:
         return [r for r, _ in self._waiting.get(namespace, {}).values()]
 
     async def _quotas(self, namespace: str) -> list[dict[str, Any]]:
-        found = await self._kube.list_objects(PLURAL, namespace)
+        found = await self._lister.list(namespace)
         if found:
             self._seen.add(namespace)
-        return sorted(found, key=lambda b: b["metadata"]["name"])
+        return found
 
     async def _swap(
         self, body: dict[str, Any], decide: Callable[[dq.Quota], dq.Outcome]
@@ -111,12 +115,15 @@ class QuotaController:
             if not isinstance(outcome, dq.Admitted) or outcome.status is None:
                 return outcome, False
             try:
-                await self._kube.patch_object_status(
+                written = await self._kube.patch_object_status(
                     PLURAL, quota.namespace, quota.name, quota.resource_version, outcome.status
                 )
+                self._lister.wrote(written)
                 return outcome, True
             except Conflict:
+                self._lister.conflicted(quota.namespace, quota.name)
                 body = await self._kube.get_object(PLURAL, quota.namespace, quota.name)
+                self._lister.wrote(body)
         raise KubeError(409, f"GpuQuota {body['metadata']['name']} keeps changing; trying again")
 
     async def _ask_prices(self, gpu_type: str | None) -> None:
@@ -241,11 +248,11 @@ class QuotaController:
         watched namespaces that have GpuPods or had quotas (a watched namespace may not
         exist yet, and its Role with it)."""
         if not self._namespaces:
-            return await self._kube.list_objects(PLURAL)
+            return await self._lister.list()
         live = {t.ref.namespace for t in self._registry.all()} | set(self._waiting) | self._seen
         out: list[dict[str, Any]] = []
         for ns in sorted(live & set(self._namespaces)):
-            out.extend(await self._kube.list_objects(PLURAL, ns))
+            out.extend(await self._lister.list(ns))
         return out
 
     def _learn_from_registry(self) -> None:
@@ -304,10 +311,13 @@ class QuotaController:
                     )
                 if up.status is not None:
                     # On a conflict an admission wrote meanwhile: the next pass looks again.
-                    with contextlib.suppress(Conflict):
+                    try:
                         body = await self._kube.patch_object_status(
                             PLURAL, ns, quota.name, quota.resource_version, up.status
                         )
+                        self._lister.wrote(body)
+                    except Conflict:
+                        self._lister.conflicted(ns, quota.name)
                 fresh.append(body)
         self._report(ns, fresh)
         self._kick_fitting(ns, [dq.Quota.parse(b) for b in fresh])

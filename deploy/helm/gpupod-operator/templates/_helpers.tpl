@@ -73,11 +73,12 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
 - apiGroups: ["gpupod.dev"]
   resources: ["gpupods"]
   verbs: ["get"]
-# GpuQuota admission: read the quotas of a namespace fresh, and write their status (the
-# reservations) with a resourceVersion precondition. Never their spec.
+# GpuQuota admission: kopf lists and watches the quotas (an in-memory index), and the
+# operator writes their status (the reservations) with a resourceVersion precondition, reading
+# one fresh by name after a lost swap. Never their spec.
 - apiGroups: ["gpupod.dev"]
   resources: ["gpuquotas"]
-  verbs: ["get", "list"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["gpupod.dev"]
   resources: ["gpuquotas/status"]
   verbs: ["patch"]
@@ -92,10 +93,12 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "patch"]
-# Tenants' YottaAccounts: read by name when used; patch for the in-use finalizer and status.
+# Tenants' YottaAccounts: listed and watched by kopf (an in-memory index: resolving a GpuPod's
+# account costs no request), read by name after a lost swap; patch for the in-use finalizer
+# and status.
 - apiGroups: ["gpupod.dev"]
   resources: ["yottaaccounts"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["gpupod.dev"]
   resources: ["yottaaccounts/status"]
   verbs: ["patch"]
@@ -111,20 +114,22 @@ a Role's in each of watchNamespaces. Each rule is proven both ways by tests/e2e/
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-# The platform's ClusterYottaAccounts: read by name when used; patch for the in-use finalizer
-# and status. A namespace's labels are read by name for allowedNamespaces.selector.
+# The platform's ClusterYottaAccounts: listed and watched by kopf (an in-memory index), read
+# by name after a lost swap; patch for the in-use finalizer and status. A namespace's labels
+# are read by name for allowedNamespaces.selector.
 - apiGroups: ["gpupod.dev"]
   resources: ["clusteryottaaccounts"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["gpupod.dev"]
   resources: ["clusteryottaaccounts/status"]
   verbs: ["patch"]
-# The GpuTenantPolicies, checked again before every create (read-only: the operator never
-# writes a policy), and the labels of a GpuPod's namespace that their selectors match (and,
-# without clusterId, the UID of kube-system: the default cluster id in remote pod names).
+# The GpuTenantPolicies, checked again before every create from kopf's watch (read-only: the
+# operator never writes a policy), and the labels of a GpuPod's namespace that their selectors
+# match (and, without clusterId, the UID of kube-system: the default cluster id in remote pod
+# names).
 - apiGroups: ["gpupod.dev"]
   resources: ["gputenantpolicies"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get"]
