@@ -5,9 +5,9 @@
   watch, controller.listers): resolving a GpuPod in a namespace without accounts costs no
   request.
 - `bind` reads the (pinned) account's object and its Secret (by name, never cached) on every
-  use and returns the
-  account's provider, created lazily and cached; a changed key (rotation) is swapped into the
-  same client, so the next call uses it, without a restart and without losing the limiter.
+  use and returns the account's provider, created lazily and cached; a changed key (rotation)
+  is swapped into the same client, so the next call uses it, without a restart and without
+  losing the limiter.
 - `hold` / `release`: while a GpuPod needs an account, its object and Secret carry the
   `gpupod.dev/in-use` finalizer, so deleting the namespace keeps the key until the last remote
   pod is deleted with it (Crossplane #7801, ASO #4679); the last GpuPod's release removes it.

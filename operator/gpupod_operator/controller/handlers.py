@@ -143,35 +143,23 @@ async def login_handler(**_: Any) -> kopf.ConnectionInfo:
 
 
 # The tenancy kinds, read from these indexes instead of the API (controller.listers). kopf
-# fills them before any GpuPod handler runs and keeps them current from its watch.
-def _entry(body: kopf.Body) -> dict[Key, dict[str, Any]]:
+# fills them before any GpuPod handler runs and keeps them current from its watch; each index
+# is named `<plural>_index` (kopf passes it by that name).
+INDEXED = ("yottaaccounts", "clusteryottaaccounts", "gpuquotas", "gputenantpolicies")
+
+
+async def _index_entry(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
     return {key_of(body): slim(body)}
 
 
-@kopf.index(GROUP, VERSION, "yottaaccounts")
-async def yottaaccounts_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _entry(body)
-
-
-@kopf.index(GROUP, VERSION, "clusteryottaaccounts")
-async def clusteryottaaccounts_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _entry(body)
-
-
-@kopf.index(GROUP, VERSION, "gpuquotas")
-async def gpuquotas_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _entry(body)
-
-
-@kopf.index(GROUP, VERSION, "gputenantpolicies")
-async def gputenantpolicies_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _entry(body)
+for _plural in INDEXED:
+    kopf.index(GROUP, VERSION, _plural, id=f"{_plural}_index")(_index_entry)
 
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes: Any) -> None:
     def lister(plural: str) -> IndexLister:
-        index: Index = indexes[f"{plural}_index"]  # kopf passes every index by its name
+        index: Index = indexes[f"{plural}_index"]
         return IndexLister(index)
 
     assert CONFIG is not None, "the CLI sets handlers.CONFIG before starting kopf"
