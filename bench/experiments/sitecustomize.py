@@ -33,12 +33,14 @@ that variable nothing here runs. Each experiment is the smallest stand-in for a 
   stack and body.
 - tracemalloc: not a change but a diagnosis: trace Python allocations ($GPUPOD_BENCH_TRACEMALLOC_
   FRAMES deep, default 1) and write the
-  top allocation sites to $GPUPOD_BENCH_TRACEMALLOC_OUT.<n> on each SIGUSR1 (slows the
+  top allocation sites to $GPUPOD_BENCH_TRACEMALLOC_OUT.<n> (and the whole snapshot, to load
+  with tracemalloc.Snapshot.load, to <n>.snapshot) on each SIGUSR1 (slows the
   operator: never combine with timing runs).
 
-(kube-semaphore, events-background and lean-delete were measured here and are now in the
-product: the official client's connection pool, the background Event poster, and no status
-write on release.)
+(kube-semaphore, events-background, lean-delete and reconcile-limit-N were measured here and
+are now in the product: the official client's connection pool, the background Event poster,
+no status write on release, and `--max-concurrent-reconciles` (try other bounds with
+`--operator-arg=--max-concurrent-reconciles=N`).)
 
 `python -m bench --experiment` lists the plain names it accepts; the parametric ones
 (NAME-<number>) and census are validated here only.
@@ -329,6 +331,7 @@ def _tracemalloc() -> None:
         )
         current, peak = tracemalloc.get_traced_memory()
         dumps[0] += 1
+        snapshot.dump(f"{out}.{dumps[0]}.snapshot")  # for tracemalloc.Snapshot.load
         lines = [f"traced current {current / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB"]
         for group in ("filename", "lineno"):
             lines.append(f"-- top by {group}")

@@ -33,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
             qps=args.qps,
             burst=args.burst,
             request_timeout=args.request_timeout,
+            max_concurrent_reconciles=args.max_concurrent_reconciles,
             metrics_port=args.metrics_port,
             operator_namespace=_operator_namespace(args),
             default_account_namespaces=_namespace_list(args.default_account_namespaces),
@@ -218,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=15.0,
         help="seconds before a Yotta API request is given up (default 15)",
+    )
+    run.add_argument(
+        "--max-concurrent-reconciles",
+        type=int,
+        default=OperatorConfig.max_concurrent_reconciles,
+        metavar="N",
+        help="GpuPods of one namespace reconciled at once; the others wait their turn "
+        f"(default {OperatorConfig.max_concurrent_reconciles}; deletes are never held back)",
     )
     accounts = run.add_argument_group(
         "accounts",

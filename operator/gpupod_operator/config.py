@@ -25,6 +25,7 @@ class OperatorConfig:
     qps: float = 20.0  # client-side rate limit toward the Yotta API
     burst: int = 40
     request_timeout: float = 15.0
+    max_concurrent_reconciles: int = 64  # per namespace (controller.gate)
     metrics_port: int | None = None
     # Accounts (controller.accounts): where ClusterYottaAccounts' Secrets are, and the
     # namespaces that may fall back to the operator's own key (empty: every namespace).
@@ -85,6 +86,11 @@ class OperatorConfig:
         return config
 
     def check(self) -> None:
+        if self.max_concurrent_reconciles < 1:
+            raise ConfigError(
+                "--max-concurrent-reconciles must be 1 or more, "
+                f"not {self.max_concurrent_reconciles}"
+            )
         if self.orphans not in ORPHAN_MODES:
             raise ConfigError(
                 f"--orphans must be one of {', '.join(ORPHAN_MODES)}, not {self.orphans!r}"

@@ -65,6 +65,7 @@ ALL_OPTIONS: Doc = {
     "clusterId": "prod-eu-1",
     "orphans": {"mode": "delete", "grace": 120},
     "rateLimit": {"qps": 5, "burst": 10},
+    "maxConcurrentReconciles": 8,
     "metrics": {
         "port": 9100,
         "service": {"annotations": {"prometheus.io/scrape": "true"}},
@@ -439,6 +440,7 @@ def test_default_render(helm: Path, tmp_path: Path) -> None:
         "--fast-sync-interval=2",
         "--qps=20",
         "--burst=40",
+        "--max-concurrent-reconciles=64",
         "--log-level=INFO",
         "--operator-namespace=gpupod-system",
         "--orphans=report",
@@ -553,6 +555,7 @@ def test_every_option_render(helm: Path, tmp_path: Path) -> None:
         "--fast-sync-interval=0.5",
         "--qps=5",
         "--burst=10",
+        "--max-concurrent-reconciles=8",
         "--log-level=DEBUG",
         "--operator-namespace=platform",
         "--default-account-namespaces=team-a,platform-demo",

@@ -97,6 +97,15 @@ class Metrics:
             registry=registry,
         )
 
+        self.reconciles_waiting = Gauge(
+            "gpupod_reconciles_waiting",
+            "Reconciles waiting for a turn (--max-concurrent-reconciles per namespace)",
+            registry=registry,
+        )
+
+    def track_waiting(self, waiting: Callable[[], int]) -> None:
+        self.reconciles_waiting.set_function(waiting)
+
     def set_quota(self, namespace: str, values: dict[str, tuple[float, float | None]]) -> None:
         """(used, hard) per resource; a resource without a limit has no hard series."""
         for resource, (used, hard) in values.items():

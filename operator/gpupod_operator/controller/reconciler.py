@@ -502,7 +502,10 @@ async def _run(
 
 
 async def reconcile(rt: Runtime, body: Any, retry: int, handled: str | None = None) -> None:
-    await _run(rt, body, retry, _reconcile_steps, handled=handled)
+    # At most --max-concurrent-reconciles of a namespace at once (controller.gate); not
+    # `finalize`: a delete never waits behind creates.
+    async with rt.gate.slot(body["metadata"]["namespace"]):
+        await _run(rt, body, retry, _reconcile_steps, handled=handled)
 
 
 async def _reconcile_steps(a: Attempt, retry: int) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from gpupod_operator.config import OperatorConfig
 from gpupod_operator.controller.accounts import Accounts
 from gpupod_operator.controller.events import EventRecorder
+from gpupod_operator.controller.gate import ReconcileGate
 from gpupod_operator.controller.kube import KubeApi
 from gpupod_operator.controller.metrics import Metrics
 from gpupod_operator.controller.orphans import Released
@@ -38,6 +39,8 @@ class Runtime:
     # Pods released on purpose (deletionPolicy: Orphan, Observe), so the orphan sweep spares
     # them; None when the operator has no namespace of its own to keep that record in.
     released: Released | None = None
+    # How many reconciles of a namespace run at once (`--max-concurrent-reconciles`).
+    gate: ReconcileGate = field(default_factory=ReconcileGate)
 
     @property
     def cluster_id(self) -> str:
