@@ -108,6 +108,7 @@ async def test_a_reconcile_waits_for_its_turn_and_a_delete_does_not(worlds: Worl
     recorded = {"podId": "p1", "remoteName": REMOTE_NAME, "specHash": hash_of(SPEC)}
     running = gpupod({**recorded, "phase": "Running"})
     w = worlds.new(running, Fns(observe=returns(pod("p1", "TERMINATED"))))
+    assert w.rt.gate.limit == OperatorConfig.max_concurrent_reconciles  # the config's bound
     w.rt.gate = ReconcileGate(1)
     async with w.rt.gate.slot(NS):  # another GpuPod of the namespace is being reconciled
         queued = asyncio.create_task(reconciler.reconcile(w.rt, running, 0))

@@ -19,11 +19,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-DEFAULT_LIMIT = 64
-
 
 class ReconcileGate:
-    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"the reconcile limit must be at least 1, not {limit}")
         self.limit = limit

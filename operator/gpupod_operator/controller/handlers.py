@@ -17,7 +17,6 @@ from gpupod_operator.config import OperatorConfig
 from gpupod_operator.controller import reconciler
 from gpupod_operator.controller.accounts import Accounts
 from gpupod_operator.controller.events import EventRecorder
-from gpupod_operator.controller.gate import ReconcileGate
 from gpupod_operator.controller.kube import (
     GROUP,
     PLURAL,
@@ -244,7 +243,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes: A
         accounts=accounts,
     )
     memo.runtime = Runtime(config, accounts, kube, writer, events, registry, poller, metrics)
-    memo.runtime.gate = ReconcileGate(config.max_concurrent_reconciles)
     metrics.track_waiting(lambda: memo.runtime.gate.waiting)
     if LEADER is not None:
         memo.runtime.may_create = LEADER.may_create

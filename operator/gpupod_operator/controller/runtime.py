@@ -40,7 +40,10 @@ class Runtime:
     # them; None when the operator has no namespace of its own to keep that record in.
     released: Released | None = None
     # How many reconciles of a namespace run at once (`--max-concurrent-reconciles`).
-    gate: ReconcileGate = field(default_factory=ReconcileGate)
+    gate: ReconcileGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = ReconcileGate(self.config.max_concurrent_reconciles)
 
     @property
     def cluster_id(self) -> str:
