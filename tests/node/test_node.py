@@ -10,9 +10,11 @@ per machine: kubelet's ports 10248/10250 and the bridge name are fixed.
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from gpupod_operator.devenv.controlplane import ControlPlane
 from gpupod_operator.devenv.node import LocalNode
@@ -141,6 +143,24 @@ def test_pods_reach_a_simulator_on_the_bridge_address(
         simulator.stop()
 
 
+def _service_route_facts(plane: ControlPlane, namespace: str) -> str:
+    """What a failed in-cluster login is checked against: whether the Pod's CA is this
+    apiserver's, who listens on the port the Service is DNAT'ed to, and the nat table."""
+    root_ca = plane.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/kube-root-ca.crt")
+    same_ca = root_ca["data"]["ca.crt"].strip() == plane.ca_path.read_text().strip()
+    port = urlparse(plane.server).port
+    listeners = _run_text("ss", "-ltnpH", f"sport = :{port}")
+    return (
+        f"kube-root-ca.crt is the apiserver's CA: {same_ca}\nlistening on {port}: {listeners}\n"
+        + (_run_text("iptables", "-t", "nat", "-S"))
+    )
+
+
+def _run_text(*argv: str) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    return result.stdout + result.stderr
+
+
 LOGIN = """
 import json, os, ssl, urllib.request as u
 d = "/var/run/secrets/kubernetes.io/serviceaccount/"
@@ -164,5 +184,5 @@ def test_a_pod_logs_in_with_its_service_account_through_the_kubernetes_service(
     ns = plane.create_namespace("node-login")
     command = ["python3", "-c", LOGIN]
     phase, logs = _run_to_completion(plane, ns, _one_shot("login", command=command))
-    assert phase == "Succeeded", logs
+    assert phase == "Succeeded", f"{logs}\n{_service_route_facts(plane, ns)}"
     assert logs.split() == ["10.0.0.1", "443", f"system:serviceaccount:{ns}:default"]

@@ -141,6 +141,7 @@ class LocalNode:
             raise FileNotFoundError(
                 f"{', '.join(missing)} not in {self.bin_dir}: run `NODE=1 make control-plane`"
             )
+        self._refuse_a_second_node()
         self.save_sysctls()
         self._create_bridge()
         port = urlparse(self.plane.server).port
@@ -152,6 +153,20 @@ class LocalNode:
         self._start_scheduler()
         self._start_kubelet()
         self._wait_node_schedulable()
+
+    @staticmethod
+    def _refuse_a_second_node() -> None:
+        """One node per machine: a second would share the bridge, the Service's DNAT chain and
+        kubelet's fixed ports with the first and break both, in ways that look like TLS or
+        routing faults. A kubelet answering on 10248 means one runs."""
+        try:
+            socket.create_connection(("127.0.0.1", 10248), timeout=2).close()
+        except OSError:
+            return
+        raise RuntimeError(
+            "a kubelet already runs on this machine (127.0.0.1:10248 accepts): stop the other "
+            "local node first (`make dev-down`, or the test run that started it)"
+        )
 
     @property
     def gateway(self) -> str:
