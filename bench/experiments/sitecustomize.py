@@ -24,9 +24,6 @@ that variable nothing here runs. Each experiment is the smallest stand-in for a 
   leave timings roughly intact; tells live objects from allocator slack).
 - gc-collect-S: a full gc.collect() every S seconds (prints how many unreachable objects each
   found): shows how much of the RSS is cyclic garbage waiting for the oldest generation.
-- strip-managed-fields: drop metadata.managedFields from every object kopf's watch yields,
-  before kopf queues it (neither kopf nor the operator reads them; measured: a queued watch
-  event shrinks from ~15 to ~6 KiB, and kopf holds several bodies per object in flight).
 - coalesce-reads: concurrent identical tenancy reads of KubeApi (list_objects, find_object,
   get_namespace_labels) share one request: in a burst, hundreds of handlers otherwise wait on
   the client's pool for the same GpuTenantPolicy list / account / namespace, each holding its
@@ -37,10 +34,10 @@ that variable nothing here runs. Each experiment is the smallest stand-in for a 
   with tracemalloc.Snapshot.load, to <n>.snapshot) on each SIGUSR1 (slows the
   operator: never combine with timing runs).
 
-(kube-semaphore, events-background, lean-delete and reconcile-limit-N were measured here and
-are now in the product: the official client's connection pool, the background Event poster,
-no status write on release, and `--max-concurrent-reconciles` (try other bounds with
-`--operator-arg=--max-concurrent-reconciles=N`).)
+(kube-semaphore, events-background, lean-delete, reconcile-limit-N and strip-managed-fields
+were measured here and are now in the product: the official client's connection pool, the
+background Event poster, no status write on release, `--max-concurrent-reconciles` (try other
+bounds with `--operator-arg=--max-concurrent-reconciles=N`) and controller.watch_transform.)
 
 `python -m bench --experiment` lists the plain names it accepts; the parametric ones
 (NAME-<number>) and census are validated here only.
@@ -61,7 +58,6 @@ KNOWN = (
     "tracemalloc",
     "kopf-pool-N",
     "coalesce-reads",
-    "strip-managed-fields",
     "worker-limit-N",
     "queue-idle-S",
     "gc-collect-S",
@@ -207,23 +203,6 @@ def _gc_collect(seconds: float) -> None:
         tasks.append(asyncio.create_task(collect_forever()))
 
 
-def _strip_managed_fields() -> None:
-    from collections.abc import AsyncIterator
-
-    from kopf._cogs.clients import watching
-
-    original = watching.infinite_watch
-
-    async def infinite_watch(**kwargs: Any) -> AsyncIterator[Any]:
-        async for raw_event in original(**kwargs):
-            if isinstance(raw_event, dict):
-                meta: Any = (raw_event.get("object") or {}).get("metadata", {})
-                meta.pop("managedFields", None)
-            yield raw_event
-
-    watching.infinite_watch = infinite_watch
-
-
 def _coalesce_reads() -> None:
     import functools
 
@@ -354,7 +333,6 @@ def apply(names: list[str]) -> None:
         "worker-limit-100": _worker_limit,
         "malloc-trim": _malloc_trim,
         "coalesce-reads": _coalesce_reads,
-        "strip-managed-fields": _strip_managed_fields,
     }
     for name, run_it in table.items():
         if name in names:

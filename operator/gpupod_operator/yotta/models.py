@@ -295,6 +295,11 @@ class CreatePodRequest(BaseModel):
 # --- responses ------------------------------------------------------------------------------
 
 
+# Shared by every kept Pod (Pod.kept); pydantic adds to it only when a field is assigned, and
+# nothing assigns fields of a response.
+_KEPT_FIELDS_SET: set[str] = set()
+
+
 class Pod(BaseModel):
     """A pod as returned by create / get / list (reference §2.3), leniently parsed."""
 
@@ -347,6 +352,14 @@ class Pod(BaseModel):
     @classmethod
     def _parse_status(cls, value: Any) -> PodStatus:
         return PodStatus.parse(value if isinstance(value, str | int) else None)
+
+    def kept(self) -> Pod:
+        """This pod as a List snapshot keeps it (provider.Snapshot: one per account, held for
+        up to two sync intervals): without the env values the API echoes back (tenants'
+        secrets, which nothing reads from a response) and without pydantic's per-instance set
+        of the fields the answer carried (nothing reads it either). 5.9 -> 3.0 KiB per pod
+        measured; the snapshot holds one per remote pod of the account."""
+        return Pod.model_construct(_KEPT_FIELDS_SET, **{**self.__dict__, "environmentVars": []})
 
     @property
     def price_per_hour(self) -> Decimal | None:
