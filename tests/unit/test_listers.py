@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
@@ -197,3 +198,18 @@ def test_users_of_an_account_follow_upserts_releases_and_removals() -> None:
     assert (registry.users(team), registry.users(other)) == (0, 1)
     registry.upsert(tracked("a", "team"))  # made again under the same name: a new user
     assert registry.users(team) == 1
+
+
+def test_tracked_statuses_equal_what_was_written_and_share_their_strings() -> None:
+    registry = Registry()
+    ready = {"type": "Ready", "status": "True", "reason": "Running", "message": "x" * 100}
+    written = [tracked(name, "team") for name in ("a", "b")]
+    for body in written:
+        body["status"]["conditions"] = [ready]
+    bodies = [json.loads(json.dumps(body)) for body in written]  # as the API's answers come
+    a, b = (registry.upsert(body).status for body in bodies)
+    assert a == {k: v for k, v in bodies[0]["status"].items() if k != "createPending"}
+    # The JSON decoder made two of each; the registry keeps one (long strings stay as they are).
+    first, second = a["conditions"][0], b["conditions"][0]
+    assert first["reason"] is second["reason"] and next(iter(first)) is next(iter(second))
+    assert first["message"] == second["message"]

@@ -199,6 +199,28 @@ def test_pod_env_values_are_secret_everywhere() -> None:
     assert pod.environmentVars[0].value.get_secret_value() == "pw-echoed"
 
 
+def test_a_kept_pod_is_the_pod_without_its_env_values() -> None:
+    pod = Pod.model_validate(
+        _pod(
+            environmentVars=[{"key": "PASSWORD", "value": "pw-echoed"}],
+            expose=[{"port": 8888, "protocol": "http", "host": "h", "proxyPort": 30001}],
+            singleCardPrice="0.69",
+            gpuCount=2,
+            createdAt=1796276869000,
+            region="us-east-1",
+            sshCmd="ssh root@h -p 22",
+        )
+    )
+    kept = pod.kept()
+    assert kept.environmentVars == []
+    assert kept.model_dump(exclude={"environmentVars"}) == pod.model_dump(
+        exclude={"environmentVars"}
+    )
+    assert kept.price_per_hour == Decimal("1.38")
+    # One shared (empty) fields-set, not one per pod.
+    assert kept.model_fields_set is Pod.model_validate(_pod()).kept().model_fields_set
+
+
 def test_gpu_type_and_envelope() -> None:
     gpu = GpuType.model_validate(
         {
