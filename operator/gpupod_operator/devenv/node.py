@@ -44,6 +44,7 @@ POD_SUBNET = "10.244.0.0/24"
 GATEWAY = "10.244.0.1"
 PAUSE_IMAGE = "localhost/pause:3.10"
 #: Sysctls kubelet and the bridge plugin change; the teardown puts the old values back.
+KUBELET_HEALTHZ_PORT = 10248  # fixed, like 10250: one node per machine
 SYSCTLS = ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "net/ipv4/ip_forward")
 #: iptables chains kubelet adds and leaves (KUBE-FIREWALL is jumped to from INPUT and OUTPUT).
 KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
@@ -158,14 +159,14 @@ class LocalNode:
     def _refuse_a_second_node() -> None:
         """One node per machine: a second would share the bridge, the Service's DNAT chain and
         kubelet's fixed ports with the first and break both, in ways that look like TLS or
-        routing faults. A kubelet answering on 10248 means one runs."""
+        routing faults. A kubelet answering on its healthz port means one runs."""
         try:
-            socket.create_connection(("127.0.0.1", 10248), timeout=2).close()
+            socket.create_connection(("127.0.0.1", KUBELET_HEALTHZ_PORT), timeout=2).close()
         except OSError:
             return
         raise RuntimeError(
-            "a kubelet already runs on this machine (127.0.0.1:10248 accepts): stop the other "
-            "local node first (`make dev-down`, or the test run that started it)"
+            f"a kubelet already runs on this machine (127.0.0.1:{KUBELET_HEALTHZ_PORT} accepts): "
+            "stop the other local node first (`make dev-down`, or the test run that started it)"
         )
 
     @property
@@ -369,7 +370,7 @@ oom_score = 0
             "authorization": {"mode": "AlwaysAllow"},
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
-            "healthzPort": 10248,
+            "healthzPort": KUBELET_HEALTHZ_PORT,
             "oomScoreAdj": 0,
             "failSwapOn": True,
             "rotateCertificates": False,
@@ -399,7 +400,9 @@ oom_score = 0
         )
 
         def healthy() -> bool:
-            with urllib.request.urlopen("http://127.0.0.1:10248/healthz", timeout=2) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz", timeout=2
+            ) as response:
                 return bool(response.status == 200)
 
         kubelet.wait_ready(healthy, 60)
